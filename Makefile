@@ -1,0 +1,29 @@
+# Two commands for a fresh machine:  `make demo`  (install + main job)  and  `make test`  (install + tests).
+PYTHON ?= python3
+VENV   ?= .venv
+# A CPU build of torch 2.13.0 is on these machines' local disk; on a machine with internet this also
+# works (or set TORCH="torch" to take whatever build pip picks, e.g. CUDA).
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+.PHONY: demo test install clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/bncr degrade --dataset deadleaves --setting N --limit 2000 --out demo-out/degraded-N
+	@echo "demo: open demo-out/degraded-N/preview.png (clean above, degraded below) and params.png"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean-demo:
+	rm -rf demo-out

@@ -1,0 +1,55 @@
+"""Losses: non-saturating GAN, R1, diversity-sensitive (DS) and adaptive consistency (AC, Eq. 7-8)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..degradations.blur import kernel_entropy
+
+
+def d_loss_nonsaturating(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(y^r) - log(1 - D(y^g)), mean over the batch."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(y^g) (non-saturating generator loss)."""
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """sum over pixels of (dD/dy^r)^2, mean over the batch (NR-GAN: no 1/2 factor)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def diversity_sensitive(out: torch.Tensor, z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """L_DS = -mean_i( mean|o_i - o_i'| / mean|z_i - z_i'| ) over pairs of the batch's two halves.
+
+    Minimising it (with a positive weight) makes outputs differ when latents differ, so a
+    degradation generator does not collapse to one kernel / quality / noise level.
+    """
+    h = out.shape[0] // 2
+    d_out = (out[:h] - out[h:2 * h]).abs().flatten(1).mean(1)
+    d_z = (z[:h] - z[h:2 * h]).abs().flatten(1).mean(1)
+    return -(d_out / (d_z + eps)).mean()
+
+
+def ac_blur_weight(k: torch.Tensor, mu_k: float) -> torch.Tensor:
+    """exp(-mu_k H(k)) per kernel: 1 for the identity kernel, small for strong blur."""
+    return torch.exp(-mu_k * kernel_entropy(k))
+
+
+def ac_comp_weight(q: torch.Tensor, mu_q: float) -> torch.Tensor:
+    """exp(-mu_q (100 - q) / 100) per image: 1 at q = 100, small for strong compression."""
+    return torch.exp(-mu_q * (100.0 - q) / 100.0)
+
+
+def adaptive_consistency(before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """mean_i w_i ||before_i - after_i||^2 (mean over pixels), gradient only through `before`.
+
+    The weight and the degraded image `after` are detached: the adversarial loss regularises the
+    degraded image, the AC loss only the image before the irreversible process (paper Sec. 6).
+    """
+    se = (before - after.detach()).pow(2).flatten(1).mean(1)
+    return (weight.detach() * se).mean()

@@ -1,0 +1,181 @@
+"""The degradation pipeline of every model: y = JPEG(x * k + n, q), each stage configurable.
+
+Images are in [-1, 1] (G_x's tanh range); blur is applied there directly (kernels sum to 1, so
+it commutes with the affine map to [0, 1]); noise and JPEG work on [0, 1] values. Fakes are
+clamped to [-1, 1] at the end, like NR-GAN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..degradations.blur import blur, kernel_entropy
+from ..degradations.diff_jpeg import diff_jpeg
+from ..degradations.noise_layer import generated_noise
+from ..degradations.settings import Setting, sample_params
+from ..errors import UserError
+from ..nets.degradation_generators import (KernelGenerator, KernelParameter, NoiseParameter, NoiseParamGenerator,
+                                           QualityGenerator, QualityParameter, default_kernel_size)
+from ..nets.resnet import ResNetGenerator
+from .registry import ModelSpec
+
+BANK_SEED_OFFSET = 1_000_003  # the simulator's draws never coincide with the training images' draws
+
+
+@dataclass
+class PipelineOutput:
+    y: torch.Tensor                       # degraded fake y^g in [-1, 1]
+    x: torch.Tensor                       # clean fake x^g (the pipeline's input)
+    x_blur: torch.Tensor                  # x * k (= x when blur is off)
+    u: torch.Tensor                       # x * k + n, the image before JPEG
+    stats: dict = field(default_factory=dict)   # detached per-sample degradation values (for logs)
+    k: Optional[torch.Tensor] = None      # (N, K, K) kernels applied
+    q: Optional[torch.Tensor] = None      # (N,) qualities
+    m_q: Optional[torch.Tensor] = None    # (N,) compression masks
+    ds_outputs: dict = field(default_factory=dict)  # name -> (N, ...) outputs for the DS loss
+
+
+class KnownBank(nn.Module):
+    """AmbientGAN's true simulator: a bank of ground-truth draws of the setting (independent of the
+    training images), sampled uniformly per fake. Kept as buffers, so it moves with .to(device)."""
+
+    def __init__(self, setting: Setting, kernel_size: int, size: int, data_seed: int):
+        super().__init__()
+        K = kernel_size
+        ks, shot, read, q, flags = [], [], [], [], []
+        for i in range(size):
+            p, _ = sample_params(setting, data_seed + BANK_SEED_OFFSET, i)
+            k = np.zeros((K, K), np.float32)
+            if p.blurred:
+                pad = (K - p.kernel.shape[0]) // 2
+                k[pad:K - pad, pad:K - pad] = p.kernel
+            else:
+                k[K // 2, K // 2] = 1.0
+            ks.append(k)
+            shot.append(p.shot or 0.0)
+            read.append(p.read or 0.0)
+            q.append(float(p.quality or 100))
+            flags.append((p.blurred, p.noised, p.compressed))
+        f = torch.tensor(flags, dtype=torch.float32)
+        self.register_buffer("k", torch.from_numpy(np.stack(ks)))
+        self.register_buffer("shot", torch.tensor(shot, dtype=torch.float32))
+        self.register_buffer("read", torch.tensor(read, dtype=torch.float32))
+        self.register_buffer("q", torch.tensor(q, dtype=torch.float32))
+        self.register_buffer("compressed", f[:, 2])
+
+    def draw(self, n: int, gen: Optional[torch.Generator]) -> torch.Tensor:
+        return torch.randint(0, self.k.shape[0], (n,), generator=gen).to(self.k.device)
+
+
+class DegradationPipeline(nn.Module):
+    """Stages blur -> noise -> JPEG, each off / known / parameter / generator (see registry)."""
+
+    def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = 128,
+                 kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "signal-dependent",
+                 noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096):
+        super().__init__()
+        self.spec = spec = spec.resolve(setting)
+        self.resolution = resolution
+        if kernel_size is None:
+            kernel_size = max(default_kernel_size(resolution) if resolution in (32, 128) else 7,
+                              setting.blur.size if setting.blur else 1)
+        self.kernel_size = kernel_size
+        if setting.blur is not None and setting.blur.size > kernel_size:
+            raise UserError(f"kernel_size={kernel_size} is smaller than setting {setting.name}'s kernels "
+                            f"({setting.blur.size}x{setting.blur.size}); use --set kernel_size={setting.blur.size}")
+        if noise_gen not in ("ab", "map"):
+            raise UserError(f"noise_gen must be 'ab' or 'map', got {noise_gen!r}")
+        self.noise_gen, self.noise_prior = noise_gen, noise_prior
+        self.bank = KnownBank(setting, kernel_size, bank_size, data_seed) if "known" in spec.stages else None
+        self.G_k = self.G_n = self.G_q = None
+        if spec.blur == "generator":
+            self.G_k = KernelGenerator(kernel_size, z_dim=z_dim, mask=spec.blur_mask, mask_init=mask_init)
+        elif spec.blur == "parameter":
+            self.G_k = KernelParameter(kernel_size, mask=spec.blur_mask, mask_init=mask_init)
+        if spec.noise == "generator":
+            self.G_n = (NoiseParamGenerator(z_dim=z_dim) if noise_gen == "ab"
+                        else ResNetGenerator(resolution, noise_width, z_dim))
+        elif spec.noise == "parameter":
+            self.G_n = NoiseParameter(kind="ab" if noise_gen == "ab" else "map", resolution=resolution)
+        if spec.jpeg == "generator":
+            self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init)
+        elif spec.jpeg == "parameter":
+            self.G_q = QualityParameter(mask=spec.jpeg_mask, mask_init=mask_init)
+
+    # ------------------------------------------------------------------ latents
+    def generators(self) -> dict[str, nn.Module]:
+        """The learned degradation modules by name (G_k, G_n, G_q), those that exist."""
+        return {n: m for n, m in (("G_k", self.G_k), ("G_n", self.G_n), ("G_q", self.G_q)) if m is not None}
+
+    def sample_latents(self, n: int, gen: Optional[torch.Generator], device) -> dict[str, torch.Tensor]:
+        """z_k, z_n, z_q (empty for parameter stages) plus the bank indices of known stages and eps."""
+        lat = {}
+        for name, g in self.generators().items():
+            lat["z" + name[1:]] = torch.randn(n, g.z_dim, generator=gen).to(device)
+        if self.bank is not None:
+            lat["bank"] = self.bank.draw(n, gen)
+        if self.spec.noise != "off":
+            lat["eps"] = torch.randn(n, 3, self.resolution, self.resolution, generator=gen).to(device)
+        return lat
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, lat: dict[str, torch.Tensor]) -> PipelineOutput:
+        spec, n = self.spec, x.shape[0]
+        out = PipelineOutput(y=x, x=x, x_blur=x, u=x)
+        h = x
+        # blur: x * k
+        if spec.blur != "off":
+            if spec.blur == "known":
+                k = self.bank.k[lat["bank"]]
+            else:
+                ko = self.G_k(lat["z_k"])
+                k = ko.k
+                out.stats["m_k"] = ko.m_k.detach().mean(dim=(1, 2))
+                if spec.blur == "generator":
+                    out.ds_outputs["G_k"] = k.flatten(1)
+            h = blur(h, k)
+            out.k = k
+            out.stats["kernel_entropy"] = kernel_entropy(k.detach())
+        out.x_blur = h
+        # noise: + n (variance in [0, 1] units; x doubled into [-1, 1] units)
+        if spec.noise != "off":
+            x01 = ((h.detach() + 1) / 2).clamp(0, 1)
+            eps = lat["eps"]
+            if spec.noise == "known":
+                i = lat["bank"]
+                var = x01 * self.bank.shot[i].view(-1, 1, 1, 1) + self.bank.read[i].view(-1, 1, 1, 1)
+                nz = 2 * eps * var.sqrt()
+            elif self.noise_gen == "ab":
+                a, b = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
+                nz = 2 * generated_noise(x01, (a, b), "signal-dependent", eps=eps)
+                out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
+                if spec.noise == "generator":
+                    out.ds_outputs["G_n"] = torch.stack([a.sqrt(), b.sqrt()], 1)
+            else:
+                g = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
+                nz = generated_noise(h, g, self.noise_prior, eps=eps)
+                if spec.noise == "generator":
+                    out.ds_outputs["G_n"] = g.flatten(1)
+            out.stats["noise_std"] = nz.detach().flatten(1).std(dim=1) / 2
+            h = h + nz
+        out.u = h
+        # JPEG with the Eq. 5 bypass: y = m_q psi(u, q) + (1 - m_q) u
+        if spec.jpeg != "off":
+            if spec.jpeg == "known":
+                i = lat["bank"]
+                q, m_q = self.bank.q[i], self.bank.compressed[i]
+            else:
+                q, m_q = self.G_q(lat["z_q"] if spec.jpeg == "generator" else n)
+                if spec.jpeg == "generator":
+                    out.ds_outputs["G_q"] = torch.stack([q / 100, m_q], 1)
+            y_hat = diff_jpeg(((h + 1) / 2).clamp(0, 1), q) * 2 - 1
+            m = m_q.view(-1, 1, 1, 1)
+            h = m * y_hat + (1 - m) * h
+            out.q, out.m_q = q, m_q
+            out.stats["q"], out.stats["m_q"] = q.detach(), m_q.detach()
+        out.y = h.clamp(-1, 1)
+        return out

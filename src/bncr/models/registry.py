@@ -1,0 +1,76 @@
+"""The paper's models as specs of one degradation pipeline (no per-model code).
+
+Each stage of y = JPEG(x * k + n, q) is one of:
+  off        the stage does nothing                                   (GAN)
+  known      parameters drawn from the true simulator of the setting  (AmbientGAN)
+  parameter  one learned parameter, no latent, no generator           (P-AmbientGAN)
+  generator  a learned generator G_k / G_n / G_q                      (BR-, NR-, CR-, BNCR-GAN)
+"auto" (AmbientGAN, P-AmbientGAN) means: "known"/"parameter" for the stages the setting has, off
+for the others. `mask` switches the Eq. 3 / Eq. 5 bypass; `ac_blur` / `ac_comp` the adaptive
+consistency losses of Eq. 7 / 8.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from ..degradations.settings import Setting
+from ..errors import UserError
+
+MODES = ("off", "known", "parameter", "generator")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    blur: str = "off"
+    noise: str = "off"
+    jpeg: str = "off"
+    blur_mask: bool = True
+    jpeg_mask: bool = True
+    ac_blur: bool = False
+    ac_comp: bool = False
+
+    def resolve(self, setting: Setting) -> "ModelSpec":
+        """Replace 'auto-known' / 'auto-parameter' by the stages the setting really has."""
+        has = {"blur": setting.p_blur > 0, "noise": setting.p_noise > 0, "jpeg": setting.p_jpeg > 0}
+        out = {}
+        for stage in ("blur", "noise", "jpeg"):
+            mode = getattr(self, stage)
+            if mode.startswith("auto-"):
+                out[stage] = mode[5:] if has[stage] else "off"
+        return replace(self, **out)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def stages(self) -> tuple[str, str, str]:
+        return self.blur, self.noise, self.jpeg
+
+
+MODELS: dict[str, ModelSpec] = {m.name: m for m in [
+    ModelSpec("gan", "standard GAN, degradation-agnostic"),
+    ModelSpec("ambientgan", "true degradation simulator of the setting on fakes (advantaged baseline)",
+              "auto-known", "auto-known", "auto-known"),
+    ModelSpec("p-ambientgan", "one learned degradation parameter per stage of the setting, no generator",
+              "auto-parameter", "auto-parameter", "auto-parameter"),
+    ModelSpec("br-gan", "blur-kernel generator G_k with mask (Eq. 3)", blur="generator"),
+    ModelSpec("br-gan-nomask", "BR-GAN without the kernel mask", blur="generator", blur_mask=False),
+    ModelSpec("nr-gan", "noise generator G_n (NR-GAN)", noise="generator"),
+    ModelSpec("cr-gan", "quality generator G_q with mask (Eq. 5), differentiable JPEG", jpeg="generator"),
+    ModelSpec("cr-gan-nomask", "CR-GAN without the compression mask", jpeg="generator", jpeg_mask=False),
+    ModelSpec("cr-gan-ac", "CR-GAN with the compression consistency loss (paper footnote 9)",
+              jpeg="generator", ac_comp=True),
+    ModelSpec("bncr-gan", "G_k, G_n, G_q with masks and adaptive consistency losses (Eq. 6-8)",
+              "generator", "generator", "generator", ac_blur=True, ac_comp=True),
+    ModelSpec("bncr-gan-noac", "BNCR-GAN without adaptive consistency losses",
+              "generator", "generator", "generator"),
+]}
+
+
+def get_model(name: str) -> ModelSpec:
+    key = str(name).strip().lower()
+    if key not in MODELS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODELS)} (`bncr models` lists them)")
+    return MODELS[key]

@@ -1,0 +1,97 @@
+"""Training options: one flat dataclass, fixed across settings as in the paper, overridable by --set."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any, Optional, get_type_hints
+
+from ..errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train
+    model: str = "bncr-gan"          # name from `bncr models`
+    setting: str = "N"               # paper setting letter (`bncr settings`)
+    dataset: str = "deadleaves"      # deadleaves | cifar10 | fashion-mnist | image folder path
+    data_root: Optional[str] = None  # where cifar10 / fashion-mnist files are
+    resolution: Optional[int] = None  # None: the dataset's default (32; folders 128)
+    count: Optional[int] = None      # number of training images (None: the whole dataset)
+    data_seed: int = 0               # seed of the degraded dataset (fixed per image)
+    seed: int = 0                    # seed of the models, latents and batches
+    oracle_clean: bool = False       # DIAGNOSIS ONLY: G_x replaced by real *clean* images
+    # --- length and logging
+    iters: int = 200_000             # generator updates (the paper: 200k)
+    tick: int = 100                  # iterations between stats lines
+    image_every: int = 1000          # iterations between image grids
+    snap_every: int = 5000           # iterations between snapshots + training state
+    # --- networks
+    width: int = 128                 # base channels of G_x and D_y (NR-GAN: 128)
+    d_width: Optional[int] = None    # base channels of D_y if different from width
+    z_dim: int = 128                 # latent size of G_x (and of G_k, G_n, G_q)
+    kernel_size: Optional[int] = None  # K of G_k (None: covers the setting's kernels; 7 at 32, 13 at 128)
+    noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
+    noise_prior: str = "signal-dependent"  # prior of a "map" G_n: additive | multiplicative | poisson
+    mask_init: float = 0.5           # initial m_k and m_q
+    # --- optimisation (NR-GAN defaults)
+    batch: int = 64                  # D batch (real and fake); summed over all ranks
+    g_batch_mult: int = 2            # G batch = g_batch_mult * batch
+    lr: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.99
+    r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch
+    ds: float = 0.02                 # diversity-sensitive weight on G_k, G_n, G_q
+    ema: float = 0.999               # EMA decay of every generator
+    ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
+    mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
+    mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
+    dequantize: bool = True          # real pixels + U[0, 1/128) as in NR-GAN
+    threads: Optional[int] = None    # torch CPU threads (None: torch's default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise UserError(f"unknown config key(s) {', '.join(bad)}")
+        return cls(**d)
+
+    def override(self, assignments: list[str]) -> "TrainConfig":
+        """Apply `key=value` strings (values parsed by the field's type; 'none' for None)."""
+        hints = get_type_hints(type(self))
+        new = dataclasses.replace(self)
+        for a in assignments:
+            key, sep, raw = a.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in hints:
+                names = ", ".join(f.name for f in fields(self))
+                raise UserError(f"--set {a!r}: expected key=value with key one of: {names}")
+            setattr(new, key, _parse(raw.strip(), hints[key], key))
+        return new
+
+
+def _parse(raw: str, typ: Any, key: str) -> Any:
+    s = str(typ)
+    if raw.lower() == "none" and "Optional" in s:
+        return None
+    try:
+        if "bool" in s:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "int" in s:
+            return int(raw)
+        if "float" in s:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise UserError(f"--set {key}={raw}: not a valid {s.replace('typing.', '')}") from None
