@@ -133,6 +133,21 @@ def test_block_residual_scaling_and_identity_shortcut():
             return full - blk(v)
 
         torch.testing.assert_close(residual(x), residual(x.clamp_min(0)), rtol=1e-4, atol=1e-5)
+    # optimized first block of D: no leading ReLU (the raw image reaches conv1), one inner ReLU.
+    ob = OptimizedResBlock(3, 8, residual_factor=1.0)
+    img = torch.randn(2, 3, 8, 8)
+
+    def o_res(v):
+        ob.residual_factor = 1.0
+        full = ob(v)
+        ob.residual_factor = 0.0
+        return full - ob(v)
+
+    assert o_res(img).shape == (2, 8, 4, 4)
+    assert (o_res(img) - o_res(img.clamp_min(0))).abs().max() > 1e-3
+    assert (o_res(img) + o_res(-img)).abs().max() > 1e-3        # not an odd (linear) map
+    ob.residual_factor = 0.0                                      # shortcut = 2x2 avg pool + 1x1 conv
+    torch.testing.assert_close(ob(img), ob.shortcut(torch.nn.functional.avg_pool2d(img, 2)))
 
 
 def test_discriminator_pooling_sum_vs_mean():

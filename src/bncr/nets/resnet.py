@@ -159,7 +159,7 @@ class OptimizedResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.shortcut(_down(x))
-        h = _down(self.conv2(self.conv1(x)))
+        h = _down(self.conv2(F.relu(self.conv1(x))))
         return s + self.residual_factor * h
 
 
