@@ -83,6 +83,100 @@ cmd_degrade.add_args = _degrade_args
 command("degrade", "write a degraded dataset with its ground-truth manifest")(cmd_degrade)
 
 
+# ---------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> None:
+    from .models.registry import MODELS
+    w = max(len(n) for n in MODELS)
+    print(f"{'model':<{w}}  blur        noise       jpeg        AC   description")
+    for m in MODELS.values():
+        ac = "+".join(x for x, on in (("blur", m.ac_blur), ("comp", m.ac_comp)) if on) or "-"
+        st = lambda mode, mask: (mode.replace("auto-", "") + ("" if mask else " nomask")) if mode != "off" else "-"  # noqa: E731
+        print(f"{m.name:<{w}}  {st(m.blur, m.blur_mask):<11} {st(m.noise, True):<11} {st(m.jpeg, m.jpeg_mask):<11} "
+              f"{ac:<4} {m.description}")
+
+
+command("models", "list the models of the paper (stages: off / known / parameter / generator)")(cmd_models)
+
+
+# ---------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train.config import TrainConfig
+    from .train.loop import train
+    cfg = TrainConfig(model=args.model, setting=args.setting, dataset=args.dataset, data_root=args.data_root,
+                      resolution=args.resolution, iters=args.iters)
+    if args.width is not None:
+        cfg.width = args.width
+    if args.count is not None:
+        cfg.count = args.count
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.oracle_clean:
+        cfg.oracle_clean = True
+    cfg = cfg.override(args.set or [])
+    out = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"run directory: {out} (final.png, images/, stats.jsonl, snapshot-*.pt)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model name (`bncr models`)")
+    p.add_argument("--setting", required=True, help="degradation setting (`bncr settings`)")
+    p.add_argument("--dataset", default="deadleaves", help="deadleaves | cifar10 | fashion-mnist | image folder")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--count", type=int, default=None, help="use the first N training images")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--iters", type=int, default=200_000, help="iterations (paper: 200k)")
+    p.add_argument("--width", type=int, default=None, help="base channels of G_x and D_y (paper: 128)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", default=None, help="auto (continue --out if it holds a run) or a state file")
+    p.add_argument("--oracle-clean", action="store_true",
+                   help="DIAGNOSIS ONLY: replace G_x by real clean images to test the degradation generators")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+cmd_train.add_args = _train_args
+command("train", "train a model on a degraded dataset")(cmd_train)
+
+
+# ---------------------------------------------------------------- sample
+def cmd_sample(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .api import load_generator, sample_images
+    from .io import atomic_path, ensure_writable_dir
+    from .train.visual import grid
+    if args.n < 1:
+        raise UserError(f"--n must be >= 1, got {args.n}")
+    G = load_generator(args.run)
+    imgs = sample_images(G, args.n, seed=args.seed).numpy()
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        ensure_writable_dir(out.parent if str(out.parent) else ".")
+        with atomic_path(out) as tmp:
+            Image.fromarray(grid(imgs, nrow=max(1, int(len(imgs) ** 0.5)))).save(tmp, format="PNG")
+        print(f"wrote a grid of {len(imgs)} images to {out}")
+    else:
+        ensure_writable_dir(out)
+        for i, im in enumerate(imgs):
+            with atomic_path(out / f"{i:06d}.png") as tmp:
+                Image.fromarray(im).save(tmp, format="PNG")
+        print(f"wrote {len(imgs)} images to {out}/")
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory or snapshot-*.pt")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--out", required=True, help="a .png path (grid) or a directory (one PNG per image)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+cmd_sample.add_args = _sample_args
+command("sample", "generate clean images with a trained G_x")(cmd_sample)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser = argparse.ArgumentParser(prog="bncr", description="Blur, noise and compression robust GANs.")
@@ -107,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bncr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `bncr settings | head`
+        sys.stderr.close()
+        return 0
     return int(rc or 0)
 
 

@@ -129,7 +129,10 @@ def write_degraded(clean, setting: Setting, out: str | Path, data_seed: int = 0,
     m = min(16, n)
     clean_rows = np.stack([clean[i] for i in range(m)])
     deg_rows = ys[:m] if ys is not None else np.stack([ds[i][0] for i in range(m)])
-    _save_png(np.concatenate([_grid(clean_rows, m), _grid(deg_rows, m)], axis=0), out / "preview.png")
+    preview = np.concatenate([_grid(clean_rows, m), _grid(deg_rows, m)], axis=0)
+    scale = max(1, 128 // first.shape[0])  # small images are enlarged (nearest) so that degradations show
+    preview = preview.repeat(scale, axis=0).repeat(scale, axis=1)
+    _save_png(preview, out / "preview.png")
     _params_plot(records, setting, out / "params.png")
     summary = {
         "blurred": float(np.mean([r["blurred"] for r in records])),

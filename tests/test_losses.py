@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+
+from bncr.degradations.settings import get_setting
+from bncr.models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, diversity_sensitive,
+                                r1_penalty)
+from bncr.models.pipeline import DegradationPipeline
+from bncr.models.registry import MODELS, get_model
+from bncr.nets.degradation_generators import identity_kernel
+
+
+def test_identity_kernel_zero_entropy_and_ac_weight_one():
+    k = identity_kernel(7).unsqueeze(0)
+    assert ac_blur_weight(k, mu_k=1.0).item() == pytest.approx(1.0, abs=1e-6)
+    box = torch.full((1, 7, 7), 1 / 49)
+    assert ac_blur_weight(box, mu_k=1.0).item() == pytest.approx(math.exp(-math.log(49)), rel=1e-4)
+
+
+def test_quality_weight():
+    q = torch.tensor([100.0, 60.0])
+    w = ac_comp_weight(q, mu_q=10.0)
+    assert w[0].item() == pytest.approx(1.0)
+    assert w[1].item() == pytest.approx(math.exp(-4.0), rel=1e-5)
+
+
+def test_ac_gradient_only_through_left_term():
+    before = torch.randn(4, 3, 8, 8, requires_grad=True)
+    after = (before * 0.5).clone()          # a "degraded" image computed from `before`
+    src = torch.randn(4, requires_grad=True)
+    w = torch.sigmoid(src)
+    loss = adaptive_consistency(before, after, w)
+    loss.backward()
+    # d/d before of mean_i w_i mean (before - sg(after))^2 = 2 w_i (before - after) / P / N
+    P = before[0].numel()
+    expect = 2 * w.detach().view(-1, 1, 1, 1) * (before.detach() - after.detach()) / P / 4
+    torch.testing.assert_close(before.grad, expect)
+    assert src.grad is None or torch.all(src.grad == 0)   # no gradient into the weight's source
+
+
+def test_ac_no_gradient_into_degraded_term():
+    x = torch.randn(2, 3, 8, 8)
+    y = torch.randn(2, 3, 8, 8, requires_grad=True)
+    adaptive_consistency(x.requires_grad_(True), y, torch.ones(2)).backward()
+    assert y.grad is None
+
+
+def test_diversity_sensitive_sign_and_scale():
+    z = torch.randn(8, 5)
+    out = torch.randn(8, 3, requires_grad=True)
+    ds = diversity_sensitive(out, z)
+    h = 4
+    expect = -((out[:h] - out[h:]).abs().mean(1) / (z[:h] - z[h:]).abs().mean(1)).mean()
+    assert ds.item() == pytest.approx(expect.item(), rel=1e-5)
+    assert ds.item() < 0
+    # minimising it pushes the two halves' outputs apart: a gradient step increases their distance
+    ds.backward()
+    with torch.no_grad():
+        moved = out - 0.1 * out.grad
+    assert (moved[:h] - moved[h:]).abs().mean() > (out[:h] - out[h:]).abs().mean()
+    # identical outputs for different z give 0 (no diversity), the maximum of L_DS
+    same = torch.zeros(8, 3)
+    assert diversity_sensitive(same, z).item() == 0
+
+
+def test_r1_penalty_matches_analytic_gradient():
+    w = torch.randn(3 * 4 * 4)
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    logits = (x.flatten(1) * w).sum(1)
+    assert r1_penalty(logits, x).item() == pytest.approx(w.pow(2).sum().item(), rel=1e-5)
+
+
+def _pipe(model, setting="N", **kw):
+    torch.manual_seed(0)
+    return DegradationPipeline(get_model(model), get_setting(setting), 32, z_dim=16, bank_size=64, **kw)
+
+
+def test_mask_zero_gives_exact_bypass():
+    pipe = _pipe("cr-gan", "J")
+    with torch.no_grad():
+        pipe.G_q.head.bias[1] = -1e4          # m_q = sigmoid(-1e4) = 0 exactly
+        pipe.G_q.head.weight[1] = 0
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    out = pipe(x, pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
+    assert torch.equal(out.m_q, torch.zeros(4))
+    assert torch.equal(out.y, x)
+    pipe = _pipe("br-gan", "B")
+    with torch.no_grad():
+        kk = 49
+        pipe.G_k.head.bias[kk:] = -1e4         # m_k = 0 -> k = k_I
+        pipe.G_k.head.weight[kk:] = 0
+    out = pipe(x, pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
+    assert torch.equal(out.y, x)
+
+
+def test_pipeline_stages_per_model():
+    for name in MODELS:
+        p = _pipe(name, "N")
+        stages = p.spec.stages
+        assert all(s in ("off", "known", "parameter", "generator") for s in stages), (name, stages)
+    assert _pipe("gan").spec.stages == ("off", "off", "off")
+    assert _pipe("ambientgan", "J").spec.stages == ("off", "off", "known")
+    assert _pipe("p-ambientgan", "B").spec.stages == ("parameter", "off", "off")
+    assert _pipe("bncr-gan", "A").spec.stages == ("generator",) * 3
+    assert not _pipe("br-gan-nomask", "B").G_k.mask
+
+
+def test_known_stage_reproduces_true_simulator_distribution():
+    pipe = _pipe("ambientgan", "K")  # 1/4 of images compressed, q in [60, 100]
+    assert abs(pipe.bank.compressed.mean().item() - 0.25) < 0.1
+    q = pipe.bank.q[pipe.bank.compressed > 0]
+    assert q.min() >= 60 and q.max() <= 100

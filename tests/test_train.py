@@ -1,0 +1,154 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bncr.cli import main
+from bncr.models.registry import MODELS
+from bncr.train.config import TrainConfig
+from bncr.train.loop import TrainingDiverged, Trainer, train
+
+TINY = ["width=8", "z_dim=16", "batch=4", "count=32", "tick=1", "image_every=5", "snap_every=5", "threads=1"]
+
+
+def tiny_cfg(model="bncr-gan", setting="N", iters=5, **kw) -> TrainConfig:
+    cfg = TrainConfig(model=model, setting=setting, iters=iters).override(TINY)
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_model_trains_five_iterations(model, tmp_path):
+    out = train(tiny_cfg(model), tmp_path / model, progress=False)
+    rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4, 5]
+    assert all(r["it_per_s"] > 0 and "G_adv" in r and "D_r1" in r for r in rows)
+    snap = torch.load(out / "snapshot-000005.pt", weights_only=True)
+    assert snap["iteration"] == 5
+    assert (out / "final.png").stat().st_size > 0 and (out / "config.json").is_file()
+    if model.startswith(("br-gan", "bncr")):
+        assert "kernel_entropy_mean" in rows[-1] and (out / "images" / "kernels-000005.png").is_file()
+    if model.startswith(("cr-gan", "bncr")):
+        assert 0 < rows[-1]["q_mean"] < 100 and (out / "images" / "quality-000005.png").is_file()
+    if model in ("bncr-gan", "cr-gan-ac"):
+        assert "AC_comp" in rows[-1]
+
+
+def test_sample_and_load_generator(tmp_path):
+    import bncr
+    out = train(tiny_cfg("gan", "A", iters=2, snap_every=2), tmp_path / "run", progress=False)
+    G = bncr.load_generator(out)
+    x = G(G.sample_z(3))
+    assert x.shape == (3, 3, 32, 32) and x.abs().max() <= 1
+    assert main(["sample", str(out), "--n", "5", "--out", str(tmp_path / "grid.png")]) == 0
+    assert main(["sample", str(out), "--n", "3", "--out", str(tmp_path / "imgs")]) == 0
+    assert len(list((tmp_path / "imgs").glob("*.png"))) == 3
+
+
+def _states_equal(a: Path, b: Path) -> None:
+    sa = torch.load(a, weights_only=True)
+    sb = torch.load(b, weights_only=True)
+    assert sa["iteration"] == sb["iteration"]
+    for key in ("G_x", "D_y", "pipe", "G_x_ema", "pipe_ema"):
+        for name, t in sa[key].items():
+            assert torch.equal(t, sb[key][name]), (key, name)
+    for key in ("opt_G", "opt_D"):
+        for pid, st in sa[key]["state"].items():
+            for name, t in st.items():
+                assert torch.equal(t, sb[key]["state"][pid][name]), (key, pid, name)
+    assert torch.equal(sa["rng"][0], sb["rng"][0])
+
+
+def _cli(out: Path, iters: int, *extra: str) -> list[str]:
+    sets = [a for s in TINY[:-3] + ["tick=1", "image_every=1000", "snap_every=3", "threads=1"] for a in ("--set", s)]
+    return [sys.executable, "-m", "bncr", "train", "--model", "bncr-gan", "--setting", "N", "--out", str(out),
+            "--iters", str(iters), "--no-progress", *sets, *extra]
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    iters = 24
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(ref, iters), check=True, env=env, capture_output=True)
+    run = tmp_path / "killed"
+    p = subprocess.Popen(_cli(run, iters), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run / "training-state.pt"
+    t0 = time.time()
+    while not state.exists() and p.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed_at = torch.load(state, weights_only=True)["iteration"]
+    assert killed_at < iters, "the run finished before it could be killed; the test proves nothing"
+    subprocess.run(_cli(run, iters, "--resume", "auto"), check=True, env=env, capture_output=True)
+    _states_equal(ref / "training-state.pt", state)
+    assert "resumed at iteration" in (run / "log.txt").read_text()
+
+
+def test_nan_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch):
+    import bncr.train.loop as loop
+    real = loop.g_loss_nonsaturating
+    calls = {"n": 0}
+
+    def poisoned(logits):
+        calls["n"] += 1
+        v = real(logits)
+        return v * float("nan") if calls["n"] == 4 else v
+
+    monkeypatch.setattr(loop, "g_loss_nonsaturating", poisoned)
+    cfg = tiny_cfg("gan", "A", iters=6, snap_every=2)
+    with pytest.raises(TrainingDiverged, match="G_adv .* at iteration 3"):
+        Trainer(cfg, tmp_path / "r", progress=False).run()
+    assert torch.load(tmp_path / "r" / "training-state.pt", weights_only=True)["iteration"] == 2
+
+
+def test_torchrun_two_ranks_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    sets = [a for s in TINY[:-3] + ["tick=1", "image_every=1000", "snap_every=3", "threads=1"] for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "-m", "bncr",
+           "train", "--model", "bncr-gan", "--setting", "N", "--out", str(out), "--iters", "3", "--no-progress", *sets]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["world_size"] == 2
+    st = torch.load(out / "training-state.pt", weights_only=True)
+    assert st["iteration"] == 3 and len(st["rng"]) == 2 and not torch.equal(st["rng"][0], st["rng"][1])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "nope", "--setting", "N"], "unknown model 'nope'"),
+    (["--model", "gan", "--setting", "Z"], "unknown setting 'Z'"),
+    (["--model", "gan", "--setting", "A", "--width", "2"], "width"),
+    (["--model", "gan", "--setting", "A", "--set", "bogus=1"], "bogus=1"),
+])
+def test_bad_train_inputs_one_line(args, needle, tmp_path, capsys):
+    rc = main(["train", *args, "--out", str(tmp_path / "o"), "--iters", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err and len(err.splitlines()) == 1, err
+
+
+def test_unwritable_out_and_config_mismatch(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc = main(["train", "--model", "gan", "--setting", "A", "--out", str(blocker / "run"), "--iters", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "not writable" in err and len(err.splitlines()) == 1
+    out = tmp_path / "run"
+    train(tiny_cfg("gan", "A", iters=2, snap_every=2), out, progress=False)
+    args = ["train", "--model", "gan", "--setting", "A", "--out", str(out), "--iters", "4", "--no-progress",
+            *[a for s in TINY for a in ("--set", s)]]
+    rc = main(args + ["--set", "lr=0.001", "--resume", "auto"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "option lr was" in err and len(err.splitlines()) == 1, err
+    rc = main(args)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "already holds a run" in err
+    assert main(args + ["--resume", "auto"]) == 0
