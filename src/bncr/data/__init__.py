@@ -152,4 +152,11 @@ def open_dataset(spec: str, resolution: int | None = None, *, root: str | None =
     return ImageFolderDataset(p, resolution=res, skip_bad=skip_bad, count=count)
 
 
-__all__ = ["ImageDataset", "open_dataset", "default_resolution", "data_root", "DATASET_NAMES", "SPLITS"]
+# Re-exported for convenience (imported last: these modules use the names defined above).
+from .cifar10 import Cifar10Dataset  # noqa: E402
+from .deadleaves import DeadLeavesDataset  # noqa: E402
+from .fashion_mnist import FashionMnistDataset  # noqa: E402
+from .folder import ImageFolderDataset  # noqa: E402
+
+__all__ = ["ImageDataset", "open_dataset", "default_resolution", "data_root", "DATASET_NAMES", "SPLITS",
+           "Cifar10Dataset", "DeadLeavesDataset", "FashionMnistDataset", "ImageFolderDataset"]
