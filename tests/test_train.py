@@ -112,7 +112,7 @@ def test_nan_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch
 def test_torchrun_two_ranks_gloo(tmp_path):
     out = tmp_path / "ddp"
     sets = [a for s in TINY[:-3] + ["tick=1", "image_every=1000", "snap_every=3", "threads=1"] for a in ("--set", s)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "-m", "bncr",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bncr",
            "train", "--model", "bncr-gan", "--setting", "N", "--out", str(out), "--iters", "3", "--no-progress", *sets]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -114,7 +114,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg.oracle_clean = True
     cfg = cfg.override(args.set or [])
     out = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"run directory: {out} (final.png, images/, stats.jsonl, snapshot-*.pt)")
+    import os
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run directory: {out} (final.png, images/, stats.jsonl, snapshot-*.pt)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

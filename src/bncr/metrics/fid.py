@@ -118,9 +118,18 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray, *, strict: bool = False, m
 def _poly_mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> float:
     """Unbiased MMD^2 estimate (diagonals of K_xx, K_yy excluded) with a polynomial kernel."""
     m = x.shape[0]
-    kxx = (x @ x.T * gamma + coef0) ** degree
-    kyy = (y @ y.T * gamma + coef0) ** degree
-    kxy = (x @ y.T * gamma + coef0) ** degree
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        t = a @ b.T
+        t *= gamma
+        t += coef0
+        if degree == 3:  # in-place cube: ~4x faster than ** on 1000x1000 blocks
+            k = t * t
+            k *= t
+            return k
+        return t ** degree
+
+    kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
     off_xx = kxx.sum() - np.trace(kxx)
     off_yy = kyy.sum() - np.trace(kyy)
     return float((off_xx + off_yy) / (m * (m - 1)) - 2.0 * kxy.sum() / (m * m))

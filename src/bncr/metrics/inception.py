@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -435,7 +436,9 @@ def load_inception(weights: InceptionWeights) -> nn.Module:
     """Load the network (eval mode, CPU): TorchScript via torch.jit.load, state dicts into FIDInceptionV3."""
     try:
         if weights.kind == "torchscript":
-            net = torch.jit.load(str(weights.path), map_location="cpu")
+            with warnings.catch_warnings():  # torch >= 2.13 marks torch.jit.load deprecated; it still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                net = torch.jit.load(str(weights.path), map_location="cpu")
         else:
             state = torch.load(str(weights.path), map_location="cpu", weights_only=True)
             if not isinstance(state, dict):

@@ -75,7 +75,7 @@ class DegradationPipeline(nn.Module):
     """Stages blur -> noise -> JPEG, each off / known / parameter / generator (see registry)."""
 
     def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = 128,
-                 kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "signal-dependent",
+                 kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "poisson",
                  noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096):
         super().__init__()
         self.spec = spec = spec.resolve(setting)
@@ -145,17 +145,18 @@ class DegradationPipeline(nn.Module):
         if spec.noise != "off":
             x01 = ((h.detach() + 1) / 2).clamp(0, 1)
             eps = lat["eps"]
-            if spec.noise == "known":
-                i = lat["bank"]
-                var = x01 * self.bank.shot[i].view(-1, 1, 1, 1) + self.bank.read[i].view(-1, 1, 1, 1)
-                nz = 2 * eps * var.sqrt()
-            elif self.noise_gen == "ab":
-                a, b = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
-                nz = 2 * generated_noise(x01, (a, b), "signal-dependent", eps=eps)
-                out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
-                if spec.noise == "generator":
-                    out.ds_outputs["G_n"] = torch.stack([a.sqrt(), b.sqrt()], 1)
+            if spec.noise == "known" or self.noise_gen == "ab":
+                # per-image Brooks-type variance a * x + b on [0, 1] values
+                if spec.noise == "known":
+                    a, b = self.bank.shot[lat["bank"]], self.bank.read[lat["bank"]]
+                else:
+                    a, b = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
+                    out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
+                    if spec.noise == "generator":
+                        out.ds_outputs["G_n"] = torch.stack([a.sqrt(), b.sqrt()], 1)
+                nz = 2 * generated_noise(x01, torch.stack([a, b], 1), "brooks", eps=eps)
             else:
+                # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
                 g = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
                 nz = generated_noise(h, g, self.noise_prior, eps=eps)
                 if spec.noise == "generator":

@@ -32,7 +32,7 @@ class TrainConfig:
     z_dim: int = 128                 # latent size of G_x (and of G_k, G_n, G_q)
     kernel_size: Optional[int] = None  # K of G_k (None: covers the setting's kernels; 7 at 32, 13 at 128)
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
-    noise_prior: str = "signal-dependent"  # prior of a "map" G_n: additive | multiplicative | poisson
+    noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson
     mask_init: float = 0.5           # initial m_k and m_q
     # --- optimisation (NR-GAN defaults)
     batch: int = 64                  # D batch (real and fake); summed over all ranks

@@ -51,8 +51,15 @@ def _cache_dir() -> Path:
 
 def materialise(clean, setting: Setting, data_seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """(degraded y, clean x) as uint8 arrays (N, H, W, 3), cached on disk by content key."""
-    key = json.dumps([getattr(clean, "name", "?"), len(clean), getattr(clean, "resolution", None),
-                      setting.to_dict(), data_seed, "v1"], sort_keys=True)
+    # Key: the data's identity *and content* (16 evenly spaced images), so another split, seed or
+    # root of the same name and size never hits this cache.
+    n_all = len(clean)
+    probe = hashlib.sha1()
+    for i in sorted({int(j) for j in np.linspace(0, n_all - 1, 16)}):
+        probe.update(np.ascontiguousarray(clean[i]).tobytes())
+    key = json.dumps([getattr(clean, "name", "?"), n_all, getattr(clean, "resolution", None),
+                      getattr(clean, "split", None), setting.to_dict(), data_seed, probe.hexdigest(), "v1"],
+                     sort_keys=True)
     h = hashlib.sha1(key.encode()).hexdigest()[:16]
     cache = _cache_dir() / f"{setting.name}-{h}.npz"
     if cache.is_file():
@@ -146,6 +153,9 @@ class Trainer:
         # data
         clean = open_dataset(cfg.dataset, cfg.resolution, root=cfg.data_root, count=cfg.count)
         self.resolution = int(clean.resolution)
+        # nets first (same init on every rank): a bad option fails before the data are degraded
+        torch.manual_seed(cfg.seed)
+        self.nets = build_nets(cfg, self.spec, self.setting, self.resolution)
         if self.d.main:
             y, x = materialise(clean, self.setting, cfg.data_seed, self.progress)
         barrier(self.d)
@@ -153,9 +163,6 @@ class Trainer:
             y, x = materialise(clean, self.setting, cfg.data_seed, False)
         self.y_real = torch.from_numpy(y)
         self.x_clean = torch.from_numpy(x) if cfg.oracle_clean else None
-        # nets (same init on every rank), optimisers
-        torch.manual_seed(cfg.seed)
-        self.nets = build_nets(cfg, self.spec, self.setting, self.resolution)
         for m in (self.nets.G_x, self.nets.D_y, self.nets.pipe, self.nets.G_x_ema, self.nets.pipe_ema):
             m.to(self.device)
             broadcast_params(m, self.d)
