@@ -5,48 +5,69 @@ The forward pass re-implements the libjpeg(-turbo) pipeline that Pillow runs on 
 
   1. x in [0, 1] -> 0..255 integers (what Pillow receives as uint8);
   2. JFIF RGB -> YCbCr in libjpeg's 16-bit fixed point (jccolor.c), +128 offset on Cb, Cr;
-  3. edge replication of the image to a multiple of 16 (one 4:2:0 MCU), as libjpeg pads;
+  3. edge replication as libjpeg pads: the last column is repeated up to a multiple of 16 before
+     downsampling, an odd last row once; the rows that complete the last 16-row MCU repeat the
+     last row of each *downsampled* component;
   4. 4:2:0 chroma downsampling: 2x2 box sum with the alternating bias 1, 2 (h2v2_downsample);
-  5. 8x8 DCT of the samples - 128, division by the IJG tables scaled by q (jcparam.c formula,
-     evaluated per sample in tensor form), rounding half away from zero, dequantisation;
-  6. inverse DCT, +128, rounding and clamping to 0..255;
+  5. 8x8 integer DCT (JDCT_ISLOW) of the samples - 128, division by the IJG tables scaled by q
+     (jcparam.c formula, evaluated per sample in tensor form), rounding half away from zero,
+     dequantisation;
+  6. integer inverse DCT (JDCT_ISLOW), +128, clamping to 0..255;
   7. "fancy" 4:2:0 chroma upsampling, the triangle filter with weights 3/4, 1/4 in both directions
      and libjpeg's +8 / +7 rounding biases (h2v2_fancy_upsample), edges replicated at the real
      chroma size ceil(H/2) x ceil(W/2);
   8. YCbCr -> RGB with libjpeg's fixed-point tables (jdcolor.c), clamping to 0..255, / 255.
 
-Only the DCT differs from Pillow's: we use the exact (float) orthonormal DCT where libjpeg uses its
-integer approximation JDCT_ISLOW, which occasionally moves a coefficient across a rounding
-boundary. That is the remaining (small) forward mismatch; see docs/degradation-ops.md.
+The DCT and IDCT are libjpeg's integer JDCT_ISLOW transforms (the default of both libjpeg's encoder
+and decoder), written as exact integer matrix products in float64. With the padding rules of step
+3 and libjpeg's fallback to plain replication for chroma planes at most 2 samples wide, the forward
+pass is bit-exact with Pillow's libjpeg-turbo (Pillow 13.0, libjpeg-turbo 3.2) for every size and
+every integer quality we tested (tests/test_diff_jpeg.py, docs/degradation-ops.md).
 
 Differentiability (rounding="ste", the default). Every integer step above is a *straight-through*
 estimator: the forward value is libjpeg's integer value, the backward pass is the gradient of the
-same step without rounding (for the box sum, the filter and the colour transforms, their exact
-linear maps). For the DCT-domain quantisation, which carries the whole dependence on q, the
-quantised coefficient is written as
+same step without rounding (the exact linear maps of the colour transforms, the box sum, the
+triangle filter and the DCT, with the orthonormal float DCT standing in for ISLOW). The
+quantisation, which carries the whole dependence on q, writes each quantised coefficient as
 
     c_hat = c + Q * stopgrad(round(c / Q) - c / Q),
 
 which equals Q * round(c / Q) in the forward pass, has d c_hat / d c = 1 (straight-through on x),
 and d c_hat / d Q = r, the rounding residual in units of the step. The quantisation error Q * r
 therefore scales with the step Q, as it does in expectation for real JPEG (error ~ U(-Q/2, Q/2)),
-so d||psi^g(x, q) - x||^2 / dQ = 2 Q r^2 >= 0 per coefficient: larger steps, larger error, with
-a magnitude that follows the coefficient's actual residual. The table Q(q) itself is libjpeg's
-integer table at quality round(q) in the forward pass (so every forward output is a real JPEG at
-an integer quality); in the backward pass it is differentiated through the smooth formula
-Q ~ T * s(q) / 100 with s(q) = 5000 / q for q < 50 and 200 - 2q otherwise (the floor, the integer
-division and the rounding of q are straight-through), and with zero gradient where libjpeg's clamp
-to [1, 255] is active (those entries do not move with q). Final and intermediate clamps are ordinary
-clamps (zero gradient where they clip). Measured against the finite-difference slope of real JPEG
-error, this gradient has the right sign and about the right size (docs/degradation-ops.md); the
-polynomial rounding of Shin & Song (2017) used by other implementations gives a q-gradient that is
-orders of magnitude too small.
+so d||psi^g(x, q) - x||^2 / dQ = 2 Q r^2 >= 0 per coefficient: larger steps, larger error, with a
+magnitude that follows the coefficient's actual residual. Two alternatives were measured and
+rejected (benchmarks/degradation_ops.py): the exact almost-everywhere derivative round(c / Q) has
+the same expectation over the rounding phase but a variance that grows with |c / Q|, and ranks
+images by their error slope far worse; zeroing the gradient of coefficients quantised to 0 (whose
+error c^2 is locally constant) ranks slightly better but gives half the true slope, because it
+ignores coefficients entering the dead zone, and is discontinuous in c.
+
+The table Q(q) is libjpeg's integer table at quality round(q) in the forward pass (so every forward
+output is a real JPEG at an integer quality); in the backward pass it is differentiated through
+the smooth formula Q ~ T * s(q) / 100 with s(q) = 5000 / q for q < 50 and 200 - 2q otherwise (the
+floor, the integer division and the rounding of q are straight-through), with zero gradient where
+libjpeg's clamp to [1, 255] is active (those entries do not move with q). Clamps are ordinary
+clamps (zero gradient where libjpeg clips).
+
+Measured against the finite-difference slope (E(q+5) - E(q-5)) / 10 of real JPEG's error
+E = ||JPEG(x, q) - x||^2, this gradient has the slope's sign wherever real JPEG's error decreases
+with q, ranks images by their slope with Spearman ~0.94, and is about 2.2x the slope at every q (a
+constant factor; docs/degradation-ops.md). The polynomial rounding of Shin & Song (2017) used by
+other implementations (rounding="cubic" here, and kornia) gives a q-gradient of inconsistent sign
+and poor ranking; kornia's is also ~100x too small.
+
+What the q-gradient is for: it describes how the *expected* distortion changes with q, which is
+what a discriminator (or a loss on distortion statistics) responds to. A pixel loss against one
+particular JPEG of the same x, ||psi^g(x, q) - psi(x, q*)||^2, is a different problem: its minimum
+at q* is an isolated dip in a piecewise-constant function, and no smooth surrogate gradient points
+to it from afar.
 
 Other modes (for tests and ablations, not for training):
   rounding="cubic": Shin & Song's round(u) + (u - round(u))^3 in the quantisation, no other
       rounding; forward and backward are the same (smooth almost everywhere) function.
   rounding="none":  no rounding anywhere; the codec becomes a (clamped) linear map of x whose
-      Jacobian is exactly the x-gradient of the "ste" mode; q has no effect.
+      Jacobian, away from the clamps, is exactly the x-gradient of the "ste" mode; q has no effect.
 """
 from __future__ import annotations
 
@@ -57,7 +78,7 @@ import torch.nn.functional as F
 
 from bncr.errors import UserError
 
-__all__ = ["diff_jpeg", "jpeg_quant_tables", "ROUNDING_MODES"]
+__all__ = ["diff_jpeg", "jpeg_quant_tables", "ROUNDING_MODES", "LIBJPEG_DETAILS"]
 
 ROUNDING_MODES = ("ste", "cubic", "none")
 
@@ -89,7 +110,7 @@ _CR_R, _CR_G, _CR_B = 32768.0, -27439.0, -5329.0
 # jdcolor.c
 _R_CR, _G_CB, _G_CR, _B_CB = 91881.0, -22554.0, -46802.0, 116130.0
 
-_DCT_CACHE: dict = {}
+_CACHE: dict = {}
 
 
 def _dct_matrix() -> torch.Tensor:
@@ -152,10 +173,11 @@ def _islow_matrices() -> tuple:
     return fwd, inv
 
 
-def _matrices(device: torch.device, dtype: torch.dtype) -> dict:
-    """64x64 Kronecker forms of the float DCT (in `dtype`) and of the ISLOW passes (float64)."""
+def _constants(device: torch.device, dtype: torch.dtype) -> dict:
+    """Cached constants: 64x64 Kronecker forms of the float DCT (in `dtype`) and of the ISLOW passes
+    (float64), the IJG base tables (1, 2, 8, 8) and the downsampling bias pattern."""
     key = (device, dtype)
-    m = _DCT_CACHE.get(key)
+    m = _CACHE.get(key)
     if m is None:
         eye = torch.eye(8, dtype=torch.float64)
         fwd, inv = _islow_matrices()
@@ -172,8 +194,10 @@ def _matrices(device: torch.device, dtype: torch.dtype) -> dict:
             "f1_scale": torch.where(even, 4.0, 2.0**-11).repeat(8).to(device),
             "f1_bias": torch.where(even, 0.0, 0.5).repeat(8).to(device),
             "f2_scale": torch.where(even, 2.0**-2, 2.0**-15).repeat_interleave(8).to(device),
+            "base": torch.tensor((_LUMA_BASE, _CHROMA_BASE), dtype=dtype).view(1, 2, 8, 8).to(device),
+            "bias": torch.tensor((1.0, 2.0), dtype=dtype).to(device),
         }
-        _DCT_CACHE[key] = m
+        _CACHE[key] = m
     return m
 
 
@@ -203,11 +227,11 @@ def _round_half_away(v: torch.Tensor) -> torch.Tensor:
 
 
 def _check_quality(quality, x: torch.Tensor) -> torch.Tensor:
+    """Quality as a (N,) tensor of x's dtype and device; a number or a 0-d tensor is broadcast."""
+    if isinstance(quality, bool) or not (torch.is_tensor(quality) or isinstance(quality, (int, float))):
+        raise UserError(f"diff_jpeg: quality must be a float tensor of shape (N,), got {type(quality).__name__}")
     if not torch.is_tensor(quality):
-        if isinstance(quality, (int, float)):
-            quality = torch.full((x.shape[0],), float(quality))
-        else:
-            raise UserError(f"diff_jpeg: quality must be a float tensor of shape (N,), got {type(quality).__name__}")
+        quality = torch.full((x.shape[0],), float(quality))
     if quality.dim() == 0:
         quality = quality.expand(x.shape[0])
     if quality.dim() != 1 or quality.shape[0] != x.shape[0]:
@@ -215,8 +239,6 @@ def _check_quality(quality, x: torch.Tensor) -> torch.Tensor:
             f"diff_jpeg: quality must have shape (N,) = ({x.shape[0]},) (one value per image), "
             f"got {tuple(quality.shape)}"
         )
-    if not quality.is_floating_point():
-        quality = quality.to(x.dtype)
     return quality.to(device=x.device, dtype=x.dtype)
 
 
@@ -232,17 +254,18 @@ def jpeg_quant_tables(quality: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(quality) or quality.dim() != 1:
         raise UserError("jpeg_quant_tables: quality must be a tensor of shape (N,)")
     q = quality if quality.is_floating_point() else quality.float()
-    base = torch.tensor((_LUMA_BASE, _CHROMA_BASE), device=q.device, dtype=q.dtype).view(1, 2, 8, 8)
+    base = _constants(q.device, q.dtype)["base"]
     q_clamped = q.clamp(1.0, 100.0)
     # Forward: libjpeg at the nearest integer quality.
     qi = _round_half_up(q_clamped.detach())
     scale_hard = torch.where(qi < 50, torch.floor(5000.0 / qi), 200.0 - 2.0 * qi)
-    table_hard = torch.floor((base * scale_hard.view(-1, 1, 1, 1) + 50.0) / 100.0).clamp(1.0, 255.0)
+    raw = torch.floor((base * scale_hard.view(-1, 1, 1, 1) + 50.0) / 100.0)
+    table_hard = raw.clamp(1.0, 255.0)
     # Backward: smooth scale with the same formula; the same branch is chosen by torch.where, and
     # the two branches meet with equal value and slope at q = 50.
     scale_smooth = torch.where(q_clamped < 50, 5000.0 / q_clamped.clamp_min(1.0), 200.0 - 2.0 * q_clamped)
     table_smooth = base * scale_smooth.view(-1, 1, 1, 1) / 100.0
-    active = ((table_hard > 1.0) & (table_hard < 255.0)).to(q.dtype)
+    active = ((raw >= 1.0) & (raw <= 255.0)).to(q.dtype)
     return _st(table_hard, table_smooth * active)
 
 
@@ -257,26 +280,41 @@ def _from_blocks(blocks: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return blocks.reshape(b, h // 8, w // 8, 8, 8).permute(0, 1, 3, 2, 4).reshape(b, h, w)
 
 
-def _codec_plane(plane: torch.Tensor, table: torch.Tensor, mode: str) -> torch.Tensor:
+def _codec_plane(plane: torch.Tensor, table: torch.Tensor, mode: str, islow: bool = True,
+                 q_rule: str = "residual") -> torch.Tensor:
     """Encode+decode sample planes (N, P, H, W) in 0..255 (H, W multiples of 8) with tables (N, 64).
 
     P planes share one table per image (P = 1 for Y, 2 for Cb, Cr). In "ste" mode the forward value
-    is libjpeg's ISLOW DCT / quantisation / ISLOW IDCT in exact integer arithmetic; the gradient is
-    that of the float orthonormal DCT with the residual rule of the module docstring.
+    is libjpeg's ISLOW DCT / quantisation / ISLOW IDCT in exact integer arithmetic (islow=False:
+    float DCT, for the ablation in benchmarks/degradation_ops.py); the gradient is that of the
+    float orthonormal DCT with the q-rule of the module docstring ("residual"; the alternatives
+    "nonzero" and "exact" exist for the benchmark's comparison only).
     """
     n, p, h, w = plane.shape
-    m = _matrices(plane.device, plane.dtype)
+    m = _constants(plane.device, plane.dtype)
     blocks = _to_blocks((plane - 128.0).reshape(n * p, h, w))  # (N*P, B, 64)
     coef = blocks @ m["dct"].t()
     qt = table.repeat_interleave(p, dim=0).unsqueeze(1)  # (N*P, 1, 64)
     if mode == "ste":
-        qt_hard = qt.detach().double()
-        c8 = _islow_fdct(blocks.detach().double(), m)  # 8 x DCT, integer
-        k = torch.sign(c8) * torch.floor((c8.abs() + 4.0 * qt_hard) / (8.0 * qt_hard))
-        resid = (k - c8 / (8.0 * qt_hard)).to(plane.dtype)  # round(c/Q) - c/Q with libjpeg's c
-        rec_hard = (_islow_idct(k * qt_hard, m) + 128.0).clamp(0.0, 255.0).to(plane.dtype)
-        # Gradient path: c_hat = c + Q * stopgrad(residual) (forward value replaced by rec_hard).
-        deq = coef + qt * resid
+        if islow:
+            qt_hard = qt.detach().double()
+            c8 = _islow_fdct(blocks.detach().double(), m)  # 8 x DCT, integer
+            k = torch.sign(c8) * torch.floor((c8.abs() + 4.0 * qt_hard) / (8.0 * qt_hard))
+            resid = (k - c8 / (8.0 * qt_hard)).to(plane.dtype)  # round(c/Q) - c/Q with libjpeg's c
+            rec_hard = (_islow_idct(k * qt_hard, m) + 128.0).to(plane.dtype)
+            k = k.to(plane.dtype)
+        else:
+            u = coef.detach() / qt.detach()
+            k = _round_half_away(u)
+            resid = k - u
+            rec_hard = _round_half_up((qt.detach() * k) @ m["dct"] + 128.0)
+        # Gradient path: c_hat = c + Q * stopgrad(residual); its forward value is replaced by rec_hard.
+        if q_rule == "residual":
+            deq = coef + qt * resid
+        elif q_rule == "nonzero":
+            deq = coef + qt * (resid * (k != 0).to(resid.dtype))
+        else:  # "exact": the almost-everywhere derivative d(Q k)/dQ = k
+            deq = coef + (qt - qt.detach()) * k
         rec = _st(rec_hard, deq @ m["dct"] + 128.0)
     else:
         if mode == "cubic":
@@ -289,7 +327,7 @@ def _codec_plane(plane: torch.Tensor, table: torch.Tensor, mode: str) -> torch.T
     return _from_blocks(rec.clamp(0.0, 255.0), h, w).reshape(n, p, h, w)
 
 
-def _fancy_upsample(c: torch.Tensor, h_real: int, w_real: int, mode: str) -> torch.Tensor:
+def _fancy_upsample(c: torch.Tensor, h_real: int, w_real: int, hard: bool) -> torch.Tensor:
     """libjpeg h2v2_fancy_upsample of chroma (N, 2, h, w) cropped to its real size -> (N, 2, 2h_r, 2w_r)."""
     c = c[:, :, :h_real, :w_real]
     n, p = c.shape[:2]
@@ -303,7 +341,7 @@ def _fancy_upsample(c: torch.Tensor, h_real: int, w_real: int, mode: str) -> tor
     cm = colsum[..., 1:-1]
     left = 3.0 * cm + colsum[..., :-2]
     right = 3.0 * cm + colsum[..., 2:]
-    if mode == "ste":
+    if hard:
         left = _st(torch.floor((left.detach() + 8.0) / 16.0), left / 16.0)
         right = _st(torch.floor((right.detach() + 7.0) / 16.0), right / 16.0)
     else:
@@ -311,22 +349,36 @@ def _fancy_upsample(c: torch.Tensor, h_real: int, w_real: int, mode: str) -> tor
     return torch.stack((left, right), dim=-1).reshape(n, p, 2 * h_real, 2 * w_real)
 
 
-def diff_jpeg(x: torch.Tensor, quality, *, rounding: str = "ste") -> torch.Tensor:
+# libjpeg details that the forward pass reproduces (all on in diff_jpeg; the benchmark switches
+# them off one at a time to measure what each is worth in PSNR against Pillow).
+LIBJPEG_DETAILS = frozenset(
+    ("round_input", "round_ycc", "round_down", "bottom_pad", "islow", "fancy", "round_up", "round_rgb")
+)
+
+
+def diff_jpeg(x: torch.Tensor, quality: torch.Tensor | float, *, rounding: str = "ste") -> torch.Tensor:
     """Differentiable JPEG psi^g(x, q) (libjpeg 4:2:0, IJG tables), per-sample quality.
 
     Args:
-        x: float tensor (N, 3, H, W), RGB in [0, 1] (values outside are clamped), any H, W >= 1.
+        x: float tensor (N, 3, H, W), RGB in [0, 1] (values outside are clamped, with zero
+            gradient), any H, W >= 1 (padded internally as libjpeg pads, cropped back). Computed
+            in float32 (float64 if x is float64); half-precision inputs are upcast.
         quality: float tensor (N,) in [0, 100], one quality factor per image (a Python number or
-            a 0-d tensor is broadcast). Values below 1 act as 1 (as in libjpeg); in the forward pass
-            q is rounded to the nearest integer.
+            a 0-d tensor is broadcast). Values outside [1, 100] act as 1 or 100 (libjpeg clamps
+            likewise); in the forward pass q is rounded to the nearest integer.
         rounding: "ste" (default; forward = real JPEG, straight-through / residual gradients, see
             the module docstring), "cubic" (Shin & Song polynomial rounding) or "none" (no
             rounding; for gradient checks).
 
     Returns:
-        (N, 3, H, W) in [0, 1]; in "ste" mode a multiple of 1/255, as Pillow's decoded uint8 / 255.
-        Differentiable with respect to x and quality.
+        (N, 3, H, W) in [0, 1]; in "ste" mode a multiple of 1/255, equal to Pillow's decoded
+        uint8 / 255. Differentiable with respect to x and quality.
     """
+    return _codec(x, quality, rounding, LIBJPEG_DETAILS, "residual")
+
+
+def _codec(x: torch.Tensor, quality, rounding: str, details: frozenset, q_rule: str) -> torch.Tensor:
+    """diff_jpeg with a choice of libjpeg details (subset of LIBJPEG_DETAILS) and q-gradient rule."""
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise UserError("diff_jpeg: x must be a float tensor of shape (N, 3, H, W) in [0, 1]")
     if x.dim() != 4 or x.shape[1] != 3:
@@ -335,54 +387,73 @@ def diff_jpeg(x: torch.Tensor, quality, *, rounding: str = "ste") -> torch.Tenso
         raise UserError(f"diff_jpeg: x must be non-empty, got shape {tuple(x.shape)}")
     if rounding not in ROUNDING_MODES:
         raise UserError(f"diff_jpeg: rounding must be one of {ROUNDING_MODES}, got {rounding!r}")
+    out_dtype = x.dtype
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()  # the integer steps need at least float32 to be exact
     q = _check_quality(quality, x)
     n, _, h, w = x.shape
     ste = rounding == "ste"
 
+    def hard(step: str) -> bool:
+        return ste and step in details
+
     # 1. 0..255 samples (uint8 on the data side).
     v = x.clamp(0.0, 1.0) * 255.0
-    if ste:
+    if hard("round_input"):
         v = _st(_round_half_up(v.detach()), v)
-    # 3. Edge replication to a multiple of 16 (done first: it commutes with the colour transform).
+    # 3. Edge replication as libjpeg does it: columns to a multiple of 16 (expand_right_edge, before
+    # downsampling), rows only to the 2-row group here; the remaining rows of the last 16-row MCU
+    # are copies of the last *downsampled* row of each component (expand_bottom_edge afterwards).
     hp, wp = -(-h // 16) * 16, -(-w // 16) * 16
-    if hp != h or wp != w:
-        v = F.pad(v, (0, wp - w, 0, hp - h), mode="replicate")
+    he = h + h % 2 if "bottom_pad" in details else hp
+    if he != h or wp != w:
+        v = F.pad(v, (0, wp - w, 0, he - h), mode="replicate")
     r, g, b = v[:, 0], v[:, 1], v[:, 2]
 
     # 2. RGB -> YCbCr (jccolor.c). Integer-valued float32 arithmetic is exact here (< 2^24).
     y = (_Y_R * r + _Y_G * g + _Y_B * b) / _ONE
     cb = (_CB_R * r + _CB_G * g + _CB_B * b) / _ONE
     cr = (_CR_R * r + _CR_G * g + _CR_B * b) / _ONE
-    if ste:
+    if hard("round_ycc"):
         y = _st(torch.floor(y.detach() + _HALF / _ONE), y)
         cb = _st(torch.floor(cb.detach() + (_HALF - 1.0) / _ONE), cb)
         cr = _st(torch.floor(cr.detach() + (_HALF - 1.0) / _ONE), cr)
-    cbcr = torch.stack((cb, cr), dim=1) + 128.0  # (N, 2, Hp, Wp)
+    cbcr = torch.stack((cb, cr), dim=1) + 128.0  # (N, 2, He, Wp)
 
     # 4. 4:2:0 downsampling (h2v2_downsample): (sum of 2x2 + bias) >> 2, bias 1, 2, 1, 2, ...
-    s = cbcr.reshape(n, 2, hp // 2, 2, wp // 2, 2).sum(dim=(3, 5))
-    if ste:
-        bias = torch.tensor((1.0, 2.0), device=x.device, dtype=x.dtype).repeat(wp // 4)
+    s = cbcr.reshape(n, 2, he // 2, 2, wp // 2, 2).sum(dim=(3, 5))
+    if hard("round_down"):
+        bias = _constants(v.device, v.dtype)["bias"].repeat(wp // 4)
         cbcr = _st(torch.floor((s.detach() + bias) / 4.0), s / 4.0)
     else:
         cbcr = s / 4.0
+    if he != hp:
+        cbcr = torch.cat((cbcr, cbcr[:, :, -1:].expand(-1, -1, (hp - he) // 2, -1)), dim=2)
+        y = torch.cat((y, y[:, -1:].expand(-1, hp - he, -1)), dim=1)
 
     # 5-6. DCT, quantisation, dequantisation, IDCT per plane.
     tables = jpeg_quant_tables(q).reshape(n, 2, 64)
-    y = _codec_plane(y.unsqueeze(1), tables[:, 0], rounding)[:, 0, :h, :w]
-    cbcr = _codec_plane(cbcr, tables[:, 1], rounding)
+    islow = "islow" in details
+    y = _codec_plane(y.unsqueeze(1), tables[:, 0], rounding, islow, q_rule)[:, 0, :h, :w]
+    cbcr = _codec_plane(cbcr, tables[:, 1], rounding, islow, q_rule)
 
-    # 7. Fancy upsampling on the real chroma size, crop to H x W.
-    cbcr = _fancy_upsample(cbcr, -(-h // 2), -(-w // 2), rounding)[:, :, :h, :w]
+    # 7. Fancy upsampling on the real chroma size, crop to H x W. libjpeg falls back to plain 2x2
+    # replication when the downsampled width is <= 2 (jdsample.c), so do we.
+    if -(-w // 2) > 2 and "fancy" in details:
+        cbcr = _fancy_upsample(cbcr, -(-h // 2), -(-w // 2), hard("round_up"))[:, :, :h, :w]
+    else:
+        cbcr = cbcr.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)[:, :, :h, :w]
 
     # 8. YCbCr -> RGB (jdcolor.c tables), clamp, / 255.
     dcb, dcr = cbcr[:, 0] - 128.0, cbcr[:, 1] - 128.0
     r_off = _R_CR * dcr / _ONE
     g_off = (_G_CB * dcb + _G_CR * dcr) / _ONE
     b_off = _B_CB * dcb / _ONE
-    if ste:
+    if hard("round_rgb"):
         r_off = _st(torch.floor(r_off.detach() + _HALF / _ONE), r_off)
         g_off = _st(torch.floor(g_off.detach() + _HALF / _ONE), g_off)
         b_off = _st(torch.floor(b_off.detach() + _HALF / _ONE), b_off)
     rgb = torch.stack((y + r_off, y + g_off, y + b_off), dim=1).clamp(0.0, 255.0)
-    return rgb / 255.0
+    if ste and "round_rgb" not in details:
+        rgb = _st(_round_half_up(rgb.detach()), rgb)  # the decoder's output is uint8 regardless
+    return (rgb / 255.0).to(out_dtype)
