@@ -51,3 +51,22 @@ def sample_images(G: ResNetGenerator, n: int, seed: int = 0, batch: int = 256) -
         z = torch.randn(min(batch, n - i), G.z_dim, generator=g).to(dev)
         out.append(torch.from_numpy(to_uint8(G(z))))
     return torch.cat(out)
+
+
+def load_pipeline(path: str | Path, device: Optional[str | torch.device] = None):
+    """(G_x, pipeline, config dict) of a run or snapshot, EMA weights, eval mode.
+
+    The pipeline holds the learned degradation generators G_k / G_n / G_q (``pipe.generators()``);
+    ``pipe(x, pipe.sample_latents(n, gen, device))`` degrades clean images x in [-1, 1].
+    """
+    from .degradations.settings import get_setting
+    from .models.registry import get_model
+    from .train.config import TrainConfig
+    from .train.loop import build_nets
+    s = load_snapshot(path)
+    cfg = TrainConfig.from_dict(s["config"])
+    nets = build_nets(cfg, get_model(cfg.model), get_setting(cfg.setting), int(s["resolution"]))
+    nets.G_x_ema.load_state_dict(s["G_x"])
+    nets.pipe_ema.load_state_dict(s["pipe"])
+    dev = device or "cpu"
+    return nets.G_x_ema.to(dev), nets.pipe_ema.to(dev).eval(), s["config"]

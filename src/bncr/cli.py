@@ -100,10 +100,13 @@ command("models", "list the models of the paper (stages: off / known / parameter
 
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train.config import TrainConfig
+    from .train.config import preset
     from .train.loop import train
-    cfg = TrainConfig(model=args.model, setting=args.setting, dataset=args.dataset, data_root=args.data_root,
-                      resolution=args.resolution, iters=args.iters)
+    cfg = preset(args.preset)
+    cfg.model, cfg.setting, cfg.dataset, cfg.data_root = args.model, args.setting, args.dataset, args.data_root
+    cfg.resolution = args.resolution
+    if args.iters is not None:
+        cfg.iters = args.iters
     if args.width is not None:
         cfg.width = args.width
     if args.count is not None:
@@ -127,7 +130,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--count", type=int, default=None, help="use the first N training images")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--iters", type=int, default=200_000, help="iterations (paper: 200k)")
+    p.add_argument("--preset", default="paper", help="option set: paper (default, NR-GAN settings) | cpu (narrow, short)")
+    p.add_argument("--iters", type=int, default=None, help="iterations (paper: 200k)")
     p.add_argument("--width", type=int, default=None, help="base channels of G_x and D_y (paper: 128)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", default=None, help="auto (continue --out if it holds a run) or a state file")

@@ -77,6 +77,21 @@ class TrainConfig:
         return new
 
 
+# Named option sets. "paper": NR-GAN / BNCR-GAN defaults (the dataclass defaults). "cpu": narrow nets
+# and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": {"width": 32, "d_width": 32, "batch": 32, "count": 5000, "iters": 3000, "tick": 50,
+            "image_every": 500, "snap_every": 1000},
+}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return TrainConfig(**PRESETS[name])
+
+
 def _parse(raw: str, typ: Any, key: str) -> Any:
     s = str(typ)
     if raw.lower() == "none" and "Optional" in s:
