@@ -1,0 +1,68 @@
+"""Training speed: seconds per iteration of `gan` and `bncr-gan` (and others) at the same nets and batch.
+
+Measured in one process, models interleaved round by round (these machines are shared and noisy),
+reported as medians and as the ratio to `gan`. Usage:
+
+    python benchmarks/train_speed.py                       # paper nets (width 128, batch 64) + CPU widths
+    python benchmarks/train_speed.py --configs 32:32 --models gan,bncr-gan --steps 20
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import torch
+
+from bncr.train.config import TrainConfig
+from bncr.train.loop import Trainer
+
+
+def make_trainer(model: str, width: int, batch: int, setting: str, out: str, threads: int) -> Trainer:
+    cfg = TrainConfig(model=model, setting=setting, width=width, batch=batch, count=256, iters=10**9,
+                      tick=10**9, image_every=10**9, snap_every=10**9, threads=threads)
+    return Trainer(cfg, os.path.join(out, f"{model}-{width}-{batch}"), progress=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="128:64,32:32,16:32", help="width:batch pairs")
+    ap.add_argument("--models", default="gan,bncr-gan")
+    ap.add_argument("--setting", default="N")
+    ap.add_argument("--steps", type=int, default=10, help="timed rounds per model (after 2 warm-up steps)")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = ap.parse_args()
+    models = args.models.split(",")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {args.threads} threads, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    print(f"setting {args.setting}; G batch = 2 x D batch; R1 every step\n")
+    print("| width | D batch | model | s/iter (median) | it/s | ratio to gan |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in args.configs.split(","):
+            width, batch = map(int, pair.split(":"))
+            trainers = {m: make_trainer(m, width, batch, args.setting, tmp, args.threads) for m in models}
+            for t in trainers.values():
+                for _ in range(2):
+                    t.step()
+            times: dict[str, list[float]] = {m: [] for m in models}
+            for _ in range(args.steps):
+                for m, t in trainers.items():
+                    if torch.cuda.is_available():
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    t.step()
+                    if torch.cuda.is_available():
+                        torch.cuda.synchronize()
+                    times[m].append(time.perf_counter() - t0)
+            base = statistics.median(times[models[0]])
+            for m in models:
+                med = statistics.median(times[m])
+                print(f"| {width} | {batch} | {m} | {med:.3f} | {1 / med:.2f} | {med / base:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
