@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from ..degradations.settings import Setting
 from ..errors import UserError
 from ..io import atomic_path, atomic_write_text, ensure_writable_dir
 from .degraded import DegradedDataset, list_collate
+from .grid import make_grid
 
 MANIFEST = "manifest.json"
 
@@ -38,16 +38,6 @@ def _save_png(img: np.ndarray, path: Path) -> None:
     from PIL import Image
     with atomic_path(path) as tmp:
         Image.fromarray(img).save(tmp, format="PNG")
-
-
-def _grid(images: np.ndarray, nrow: int, pad: int = 1) -> np.ndarray:
-    n, h, w, c = images.shape
-    rows = math.ceil(n / nrow)
-    out = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
-    for i, im in enumerate(images):
-        r, q = divmod(i, nrow)
-        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = im
-    return out
 
 
 def _params_plot(records: list[dict[str, Any]], setting: Setting, path: Path) -> None:
@@ -129,7 +119,8 @@ def write_degraded(clean, setting: Setting, out: str | Path, data_seed: int = 0,
     m = min(16, n)
     clean_rows = np.stack([clean[i] for i in range(m)])
     deg_rows = ys[:m] if ys is not None else np.stack([ds[i][0] for i in range(m)])
-    preview = np.concatenate([_grid(clean_rows, m), _grid(deg_rows, m)], axis=0)
+    preview = np.concatenate([make_grid(clean_rows, m, padding=1, pad_value=255),
+                              make_grid(deg_rows, m, padding=1, pad_value=255)], axis=0)
     scale = max(1, 128 // first.shape[0])  # small images are enlarged (nearest) so that degradations show
     preview = preview.repeat(scale, axis=0).repeat(scale, axis=1)
     _save_png(preview, out / "preview.png")

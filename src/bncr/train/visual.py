@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..data.grid import make_grid
 from ..io import atomic_path
 
 
@@ -17,14 +17,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def grid(images: np.ndarray, nrow: int, pad: int = 1, value: int = 255) -> np.ndarray:
-    n, h, w, c = images.shape
-    rows = max(1, math.ceil(n / nrow))
-    out = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), value, np.uint8)
-    for i, im in enumerate(images):
-        r, q = divmod(i, nrow)
-        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = im
-    return out
+def grid(images: np.ndarray, nrow: int) -> np.ndarray:
+    """Tile uint8 images (N, H, W, 3) with 1-pixel white gaps."""
+    return make_grid(images, nrow=nrow, padding=1, pad_value=255)
 
 
 def _savefig(fig, path: Path) -> None:
