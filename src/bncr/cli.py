@@ -183,6 +183,151 @@ cmd_sample.add_args = _sample_args
 command("sample", "generate clean images with a trained G_x")(cmd_sample)
 
 
+# ---------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .metrics.evaluate import evaluate_run, one_line_warnings
+    ref_num = args.ref_num if args.ref_num in (None, "all") else _int(args.ref_num, "--ref-num")
+    with one_line_warnings():
+        rep = evaluate_run(args.run, metrics=args.metric or ["fid"], num=args.num, snapshots=args.snapshots,
+                           inception=args.inception, batch=args.batch, seed=args.seed, ref_num=ref_num,
+                           device=args.device, progress=not args.no_progress, force=args.force,
+                           log=lambda s: print(s, flush=True))
+    print(rep.table())
+    files = ", ".join(str(p) for p in rep.files.values())
+    print(f"reference: {rep.reference.get('count')} clean {rep.reference.get('split')} images of "
+          f"{rep.reference.get('dataset')} ({rep.reference.get('subset')}); metric files: {files}")
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected an integer or 'all'") from None
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory (config.json + snapshot-*.pt)")
+    p.add_argument("--metric", action="append", choices=["fid", "kid"],
+                   help="fid (default) and/or kid; repeatable")
+    p.add_argument("--num", type=int, default=10000, help="generated images per snapshot (default 10000)")
+    p.add_argument("--snapshots", default="all", choices=["all", "last"],
+                   help="evaluate every snapshot (default; the paper reports the best) or the last one")
+    p.add_argument("--inception", default=None, metavar="PATH",
+                   help="FID Inception weights (TorchScript .pt or pytorch-fid/torch-fidelity .pth)")
+    p.add_argument("--batch", type=int, default=64, help="batch of generation and feature extraction")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (the same z for every snapshot)")
+    p.add_argument("--ref-num", default=None, metavar="M|all",
+                   help="reference images (default: same as --num; 'all' = every clean image the run trained on)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--force", action="store_true", help="recompute lines already in the metric files")
+    p.add_argument("--no-progress", action="store_true")
+
+
+cmd_eval.add_args = _eval_args
+command("eval", "FID/KID of the clean generator G_x of a run's snapshots vs clean images")(cmd_eval)
+
+
+# ---------------------------------------------------------------- benchmark
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from .bench import (BenchOptions, benchmark_command, cell_status, collect, get_grid, grid_cells,
+                        markdown_tables, parse_seeds, run_grid, write_results_document)
+    from .bench.paper import NOT_IMPLEMENTED
+    from .metrics.evaluate import one_line_warnings
+    grid = get_grid(args.grid)
+    if args.iters is not None and args.iters < 1:
+        raise UserError(f"--iters must be >= 1, got {args.iters}")
+    if args.num is not None and args.num < 2:
+        raise UserError(f"--num must be >= 2, got {args.num}")
+    opts = BenchOptions(root=Path(args.root), preset=args.preset, iters=args.iters, seeds=parse_seeds(args.seeds),
+                        only=args.only, data_root=args.data_root, ffhq=args.ffhq,
+                        metrics=tuple(args.metric) if args.metric else None, num=args.num, snapshots=args.snapshots,
+                        inception=args.inception, batch=args.batch, sets=tuple(args.set or ()),
+                        progress=not args.no_progress, results_dir=Path(args.results), device=args.device)
+    modes = [m for m in ("dry_run", "jobs", "collect") if getattr(args, m)]
+    if len(modes) > 1:
+        raise UserError("--dry-run, --jobs and --collect are exclusive: choose one")
+    if args.write_doc and not args.collect:
+        raise UserError("--write-doc needs --collect")
+    cells = grid_cells(grid, opts)
+    if args.jobs:
+        for c in cells:
+            print(benchmark_command(c, grid, opts))
+        return 0
+    if args.dry_run:
+        rows = [(c.id, c.model, c.setting, str(c.seed), c.dataset, *(lambda s: (s.state, s.detail))(
+            cell_status(c, grid, opts))) for c in cells]
+        head = ("cell", "model", "setting", "seed", "dataset", "status", "detail")
+        w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+        print("  ".join(h.ljust(x) for h, x in zip(head, w)).rstrip())
+        for r in rows:
+            print("  ".join(v.ljust(x) for v, x in zip(r, w)).rstrip())
+        counts = {s: sum(r[5] == s for r in rows) for s in ("done", "trained", "partial", "todo")}
+        print(f"{len(rows)} cells of grid {grid.name} under {opts.root / grid.name} "
+              f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)})")
+        for m in dict.fromkeys(m for _, m in grid.unavailable):
+            on = ", ".join(s for s, x in grid.unavailable if x == m)
+            print(f"not available: {m} on {on} ({NOT_IMPLEMENTED.get(m, 'not implemented')})")
+        return 0
+    if args.collect:
+        source = args.source or ("results" if grid.commit_results else "runs")
+        col = collect(grid, opts, source=source)
+        if args.write_doc:
+            from .bench.runner import _common_flags
+            cmd = shlex.join(["bncr", "benchmark", "--grid", grid.name, "--collect", "--write-doc", args.write_doc]
+                             + _common_flags(grid, opts)
+                             + (["--results", args.results] if args.results != "benchmarks/results" else [])
+                             + (["--source", args.source] if args.source else []))
+            p = write_results_document(col, opts, Path(args.write_doc), cmd)
+            print(f"wrote {p} ({len(col.results)} finished cells, {len(col.pending)} pending)")
+        else:
+            print(markdown_tables(col))
+        return 0
+    with one_line_warnings():
+        res = run_grid(grid, opts)
+    print(f"grid {grid.name}: {len(res.finished)} cells finished now, {len(res.skipped)} already finished, "
+          f"{len(res.failed)} failed")
+    for cid, msg in res.failed:
+        print(f"  failed: {cid}: {msg} (see {Path(opts.root) / grid.name / cid / 'cell-error.txt'})")
+    return 1 if res.failed else 0
+
+
+def _benchmark_args(p: argparse.ArgumentParser) -> None:
+    from .bench.grids import GRIDS
+    p.add_argument("--grid", required=True, choices=list(GRIDS), help="which grid (docs/benchmark.md)")
+    p.add_argument("--root", default="runs", help="run directories go to ROOT/GRID/DATASET/SETTING/MODEL/seedK")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their status; run nothing")
+    p.add_argument("--jobs", action="store_true", help="print one command per cell (e.g. for a Slurm array)")
+    p.add_argument("--collect", action="store_true", help="markdown tables of the finished cells (median of seeds)")
+    p.add_argument("--write-doc", default=None, metavar="PATH", help="with --collect: write a results document")
+    p.add_argument("--source", default=None, choices=["runs", "results"],
+                   help="with --collect: read run directories or committed results (default: results for cpu-mini)")
+    p.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the grid's, e.g. 0,1,2)")
+    p.add_argument("--iters", type=int, default=None, help="training iterations of every cell (default: the preset's)")
+    p.add_argument("--preset", default=None, help="paper | cpu (default: the grid's)")
+    p.add_argument("--only", default=None, metavar="PATTERN",
+                   help="cells whose id DATASET/SETTING/MODEL/seedK matches (shell patterns, comma-separated)")
+    p.add_argument("--data-root", default=None, help="where cifar10 / fashion-mnist files are")
+    p.add_argument("--ffhq", default=None, metavar="DIR", help="FFHQ image folder (table3-ffhq)")
+    p.add_argument("--metric", action="append", choices=["fid", "kid"], help="override the grid's metrics")
+    p.add_argument("--num", type=int, default=None, help="override the grid's evaluation sample count")
+    p.add_argument("--snapshots", default=None, choices=["all", "last"], help="override the grid's choice")
+    p.add_argument("--inception", default=None, metavar="PATH", help="FID Inception weights file")
+    p.add_argument("--batch", type=int, default=64, help="evaluation batch")
+    p.add_argument("--device", default=None, help="evaluation device (default: cuda if available)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="training option for every cell (repeatable)")
+    p.add_argument("--results", default="benchmarks/results",
+                   help="where grids that commit results (cpu-mini) copy each finished cell's small files")
+    p.add_argument("--no-progress", action="store_true")
+
+
+cmd_benchmark.add_args = _benchmark_args
+command("benchmark", "the paper's experiment grids: run (resumable), list, print job commands, collect tables")(
+    cmd_benchmark)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser = argparse.ArgumentParser(prog="bncr", description="Blur, noise and compression robust GANs.")

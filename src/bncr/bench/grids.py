@@ -1,0 +1,155 @@
+"""The paper's experiment grids (Tables 1-3) and a CPU mini-grid, as named presets of independent cells.
+
+A cell is one training run + its evaluation: (grid, dataset, setting, model, seed). Its run directory is
+``<root>/<grid>/<dataset>/<setting>/<model>/seed<k>`` and its id ``<dataset>/<setting>/<model>/seed<k>``
+(what ``--only`` matches). The cell lists are written out here by hand from the paper's tables (models x
+settings, without the cells the paper leaves empty); tests compare them with the transcribed tables in
+:mod:`bncr.bench.paper`.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import UserError
+from ..metrics.reference import metric_name
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a grid: model trained on `dataset` degraded by `setting`, with training seed `seed`."""
+
+    grid: str
+    dataset: str
+    setting: str
+    model: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}/{self.setting}/{self.model}/seed{self.seed}"
+
+    def run_dir(self, root: str | Path) -> Path:
+        return Path(root) / self.grid / self.dataset / self.setting / self.model / f"seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A named benchmark grid. `cells` lists (setting, models) in the paper's column order."""
+
+    name: str
+    description: str
+    datasets: tuple[str, ...]
+    cells: tuple[tuple[str, tuple[str, ...]], ...]
+    seeds: tuple[int, ...]
+    preset: str
+    metrics: tuple[str, ...]
+    num: int                       # generated images per evaluation (= reference images)
+    snapshots: str                 # "all" (report the best, as the paper) or "last"
+    resolution: Optional[int] = None
+    paper_table: Optional[str] = None   # key in bncr.bench.paper.PAPER_TABLES
+    unavailable: tuple[tuple[str, str], ...] = ()  # (setting, model) cells of the paper we cannot run
+    commit_results: bool = False   # copy each finished cell's metrics + samples to benchmarks/results/
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def settings(self) -> list[str]:
+        return [s for s, _ in self.cells]
+
+    @property
+    def models(self) -> list[str]:
+        """Every model of the grid (runnable or not), in first-appearance order."""
+        seen = [m for _, ms in self.cells for m in ms] + [m for _, m in self.unavailable]
+        return list(dict.fromkeys(seen))
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(setting, model) of every runnable cell, in column order."""
+        return [(s, m) for s, ms in self.cells for m in ms]
+
+    def metric_names(self, metrics: Optional[Sequence[str]] = None, num: Optional[int] = None) -> list[str]:
+        return [metric_name(k, num or self.num, "train") for k in (metrics or self.metrics)]
+
+    def expand(self, seeds: Optional[Sequence[int]] = None, datasets: Optional[Sequence[str]] = None) -> list[Cell]:
+        """All cells: datasets x (setting, model) pairs x seeds."""
+        return [Cell(self.name, d, s, m, int(k)) for d in (datasets or self.datasets) for s, m in self.pairs()
+                for k in (self.seeds if seeds is None else seeds)]
+
+
+def _cross(models: Sequence[str], settings: str, skip: Sequence[tuple[str, str]] = ()) -> tuple:
+    """(setting, models) columns of models x settings, without the (setting, model) pairs in `skip`."""
+    return tuple((s, tuple(m for m in models if (s, m) not in skip)) for s in settings)
+
+
+_BLUR_MODELS = ("gan", "ambientgan", "p-ambientgan", "br-gan", "br-gan-nomask", "bncr-gan", "bncr-gan-noac")
+_JPEG_MODELS = ("gan", "ambientgan", "p-ambientgan", "cr-gan", "cr-gan-nomask", "bncr-gan", "bncr-gan-noac")
+_ALL_MODELS = ("gan", "ambientgan", "br-gan", "nr-gan", "cr-gan", "bncr-gan", "bncr-gan-noac")
+_NO_AMBIENT_ON_CLEAN = (("A", "ambientgan"),)  # the paper's "-": AmbientGAN on clean images = GAN
+
+_P_AMBIENT_A_NOTE = ("p-ambientgan on A: our P-AmbientGAN learns parameters only for the stages the setting has, "
+                     "so on clean images (A) it is the standard GAN; the paper's 18.5 (blur table) and 35.7 "
+                     "(JPEG table) suggest its P-AmbientGAN kept a blur / JPEG parameter on A.")
+
+GRIDS: dict[str, Grid] = {g.name: g for g in [
+    Grid("table1-blur", "Table 1 (left): blur robust generation on CIFAR-10, settings A-G",
+         ("cifar10",), _cross(_BLUR_MODELS, "ABCDEFG", _NO_AMBIENT_ON_CLEAN), (0, 1, 2), "paper",
+         ("fid",), 10000, "all", paper_table="table1-blur",
+         unavailable=tuple((s, "deblur+gan") for s in "BCDEFG"), notes=(_P_AMBIENT_A_NOTE,)),
+    Grid("table1-jpeg", "Table 1 (right): compression robust generation on CIFAR-10, settings A, H-M",
+         ("cifar10",), _cross(_JPEG_MODELS, "AHIJKLM", _NO_AMBIENT_ON_CLEAN), (0, 1, 2), "paper",
+         ("fid",), 10000, "all", paper_table="table1-jpeg",
+         unavailable=tuple((s, "deblock+gan") for s in "HIJKLM"), notes=(_P_AMBIENT_A_NOTE,)),
+    Grid("table2", "Table 2: blur, noise and compression robust generation on CIFAR-10, settings A, N-Q",
+         ("cifar10",), _cross(_ALL_MODELS, "ANOPQ", _NO_AMBIENT_ON_CLEAN), (0, 1, 2), "paper",
+         ("fid",), 10000, "all", paper_table="table2"),
+    Grid("table3-ffhq", "Table 3: FFHQ 128x128, settings D, J, P with the enlarged blur (footnote 10)",
+         ("ffhq",), (("D-ffhq", ("gan", "ambientgan", "br-gan")), ("J-ffhq", ("gan", "ambientgan", "cr-gan")),
+                     ("P-ffhq", ("gan", "ambientgan", "bncr-gan"))),
+         (0,), "paper", ("fid",), 10000, "all", resolution=128, paper_table="table3-ffhq",
+         unavailable=(("D-ffhq", "deblur+gan"), ("J-ffhq", "deblock+gan")),
+         notes=("The paper ran Table 3 once per cell (\"Experiments were conducted once\"), so the default "
+                "is one seed; --seeds 0,1,2 runs three.",
+                "FFHQ is an image folder: pass --ffhq DIR (default $BNCR_DATA_ROOT/ffhq or ~/.cache/bncr/ffhq) "
+                "holding the 60k training images.")),
+    Grid("cpu-mini", "CPU mini-benchmark: dead leaves and Fashion-MNIST, settings A, D, J, N, preset cpu",
+         ("deadleaves", "fashion-mnist"),
+         (("A", ("gan",)), ("D", ("gan", "br-gan")), ("J", ("gan", "cr-gan")),
+          ("N", ("gan", "ambientgan", "bncr-gan", "bncr-gan-noac"))),
+         (0,), "cpu", ("fid", "kid"), 1000, "last", commit_results=True,
+         notes=("1000 generated vs 1000 clean training images: FID below 2048 samples is biased upwards "
+                "(compare only within this table); KID is unbiased.",
+                "Only the last snapshot is evaluated (3 snapshots would triple the ~5 min of Inception per "
+                "cell on a 2-core CPU); pass --snapshots all to report the best.")),
+]}
+
+
+def get_grid(name: str) -> Grid:
+    if name not in GRIDS:
+        raise UserError(f"unknown --grid {name!r}: choose one of {', '.join(GRIDS)}")
+    return GRIDS[name]
+
+
+def parse_seeds(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """'0,1,2' -> (0, 1, 2); None -> None (the grid's default)."""
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in str(text).split(",") if s.strip() != "")
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise UserError(f"--seeds {text!r}: expected non-negative integers, e.g. 0,1,2")
+    return tuple(dict.fromkeys(seeds))
+
+
+def select(cells: Sequence[Cell], only: Optional[str]) -> list[Cell]:
+    """Cells whose id matches `only` (comma-separated shell patterns, e.g. 'cifar10/N/*/seed0')."""
+    if not only:
+        return list(cells)
+    pats = [p.strip() for p in only.split(",") if p.strip()]
+    out = [c for c in cells if any(fnmatch.fnmatchcase(c.id, p) for p in pats)]
+    if not out:
+        raise UserError(f"--only {only!r} matches no cell of this grid (ids look like {cells[0].id})"
+                        if cells else f"--only {only!r}: the grid has no cells")
+    return out
