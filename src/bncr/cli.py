@@ -328,6 +328,21 @@ command("benchmark", "the paper's experiment grids: run (resumable), list, print
     cmd_benchmark)
 
 
+# ---------------------------------------------------------------- inspect
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    from .report import add_args
+    add_args(p)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int | None:
+    from .report import run
+    return run(args)
+
+
+cmd_inspect.add_args = _inspect_args
+command("inspect", "what degradation a trained run learned: HTML report + recovery table")(cmd_inspect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser = argparse.ArgumentParser(prog="bncr", description="Blur, noise and compression robust GANs.")
