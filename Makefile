@@ -21,9 +21,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Main job: a short CPU run of BNCR-GAN on dead leaves degraded by setting N (blur + noise + JPEG),
+# about 10 minutes on 2 cores; ends with demo-out/bncr-gan-N/final.png (real degraded | degraded
+# fakes | clean fakes). Re-running continues or re-uses the finished run (--resume auto).
 demo: install
-	$(BIN)/bncr degrade --dataset deadleaves --setting N --limit 2000 --out demo-out/degraded-N
-	@echo "demo: open demo-out/degraded-N/preview.png (clean above, degraded below) and params.png"
+	$(BIN)/bncr degrade --dataset deadleaves --setting N --limit 64 --out demo-out/degraded-N
+	$(BIN)/bncr train --preset cpu --model bncr-gan --setting N --out demo-out/bncr-gan-N --resume auto
+	@echo "demo: see demo-out/bncr-gan-N/final.png and demo-out/degraded-N/preview.png"
 
 test: install
 	$(BIN)/python -m pytest -q

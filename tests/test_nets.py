@@ -336,7 +336,12 @@ def test_kernel_generator_mask_zero_and_no_mask():
     g2 = KernelGenerator(K, z_dim=8, hidden=32, mask=False)
     assert g2.head.out_features == K * K
     out2 = g2(g2.sample_z(4))
-    assert torch.equal(out2.k, out2.k_hat)
+    # without the mask, k is k_hat re-centred on its centroid (exactly k_hat with center=False)
+    from bncr.nets.degradation_generators import center_kernel
+    torch.testing.assert_close(out2.k, center_kernel(out2.k_hat))
+    g3 = KernelGenerator(K, z_dim=8, hidden=32, mask=False, center=False)
+    out3 = g3(g3.sample_z(4))
+    assert torch.equal(out3.k, out3.k_hat)
     assert torch.equal(out2.m_k, torch.ones(4, K, K))
 
 
@@ -427,7 +432,8 @@ def test_parameter_values():
         kp.mask_logits.fill_(-1e4)
     assert torch.equal(kp(2).k, identity_kernel(7).expand(2, 7, 7))
     nm = KernelParameter(7, mask=False)(2)
-    assert torch.equal(nm.k, nm.k_hat)
+    from bncr.nets.degradation_generators import center_kernel
+    torch.testing.assert_close(nm.k, center_kernel(nm.k_hat))
     q, m_q = QualityParameter(q_init=75.0, mask_init=0.25)(4)
     torch.testing.assert_close(q, torch.full((4,), 75.0))
     torch.testing.assert_close(m_q, torch.full((4,), 0.25))
@@ -450,3 +456,31 @@ def test_sample_z_reproducible():
     assert z1.device == next(g.parameters()).device
     gx = ResNetGenerator(32, 4, z_dim=8)
     assert torch.equal(gx.sample_z(4, generator=torch.Generator().manual_seed(3)), z1)
+
+
+def test_center_kernel_removes_shifts_and_keeps_centred_kernels():
+    from bncr.nets.degradation_generators import center_kernel, identity_kernel
+    K = 7
+    delta = torch.zeros(2, K, K)
+    delta[0, 0, 6] = 1.0          # a pure shift by (-3, +3): the failure mode seen in joint training
+    delta[1, 3, 3] = 1.0          # the identity kernel
+    out = center_kernel(delta)
+    assert torch.equal(out[1], identity_kernel(K))
+    torch.testing.assert_close(out[0], identity_kernel(K))
+    # a sub-pixel shift: the centroid moves to the centre, a symmetric kernel is unchanged
+    r = torch.arange(K, dtype=torch.float32)
+    offs = torch.tensor([[1.3, -0.7], [0.4, 0.9], [-1.1, -0.2]])
+    k = torch.exp(-((r.view(1, K, 1) - 3 - offs[:, 0].view(3, 1, 1)) ** 2
+                    + (r.view(1, 1, K) - 3 - offs[:, 1].view(3, 1, 1)) ** 2) / (2 * 0.8 ** 2))
+    k = k / k.sum((1, 2), keepdim=True)       # blobs off-centre by sub-pixel amounts
+    c = center_kernel(k)
+    pos = torch.arange(K, dtype=torch.float32)
+    assert torch.allclose((c.sum(2) * pos).sum(1), torch.full((3,), 3.0), atol=0.05)
+    assert torch.allclose((c.sum(1) * pos).sum(1), torch.full((3,), 3.0), atol=0.05)
+    assert torch.allclose(c.sum((1, 2)), torch.ones(3)) and (c >= 0).all()
+    sym = torch.outer(torch.tensor([1., 2, 3, 4, 3, 2, 1]), torch.tensor([1., 2, 3, 4, 3, 2, 1]))
+    sym = (sym / sym.sum()).unsqueeze(0)
+    torch.testing.assert_close(center_kernel(sym), sym)
+    # differentiable
+    k = torch.softmax(torch.randn(2, K * K, dtype=torch.float64), 1).view(2, K, K).requires_grad_(True)
+    assert torch.autograd.gradcheck(center_kernel, (k,))

@@ -126,6 +126,32 @@ def compose_kernel(k_hat: torch.Tensor, m_k: torch.Tensor, renormalize: bool = T
     return k
 
 
+def center_kernel(k: torch.Tensor) -> torch.Tensor:
+    """Shift each kernel (N, K, K) so that its centroid sits on the centre pixel (bilinear, sub-pixel).
+
+    A translated image is as likely as the original under shift-invariant image statistics, so the
+    adversarial loss cannot tell a shifted delta from the identity kernel, and G_k was seen to learn
+    pure shifts (a delta 3 px off-centre: zero entropy, no blur, but full AC weight). The data side
+    centres every kernel at its centroid too (motion PSFs explicitly, disks by symmetry), so this
+    removes an unidentifiable degree of freedom without restricting the blurs that exist in the
+    data. Differentiable (bilinear weights); mass moved past the border is dropped and the kernel
+    renormalised; a kernel already centred (e.g. k_I) is returned unchanged up to rounding.
+    """
+    n, K, _ = k.shape
+    c = K // 2
+    pos = torch.arange(K, dtype=k.dtype, device=k.device)
+    mass = k.sum(dim=(1, 2)).clamp_min(1e-12)
+    dy = (k.sum(dim=2) * pos).sum(dim=1) / mass - c        # centroid offset, rows
+    dx = (k.sum(dim=1) * pos).sum(dim=1) / mass - c        # centroid offset, columns
+    # out(i, j) = k(i + dy, j + dx): sample the kernel at the shifted grid (align_corners: pixel centres)
+    base = pos * (2.0 / (K - 1)) - 1.0 if K > 1 else pos
+    gy = base.view(1, K, 1) + (2.0 / max(K - 1, 1)) * dy.view(n, 1, 1)
+    gx = base.view(1, 1, K) + (2.0 / max(K - 1, 1)) * dx.view(n, 1, 1)
+    grid = torch.stack([gx.expand(n, K, K), gy.expand(n, K, K)], dim=-1)
+    out = F.grid_sample(k.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
+    return out / out.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+
+
 def _logit(p: float, name: str) -> float:
     if not 0.0 < p < 1.0:
         raise NetConfigError(f"{name} must be strictly between 0 and 1, got {p!r}")
@@ -240,8 +266,9 @@ class KernelGenerator(DegradationGenerator):
     def __init__(self, kernel_size: int = 7, z_dim: int = 128, hidden: int = 256, mask: bool = True,
                  mask_init: float = 0.5, kernel_init: str = "gaussian",
                  kernel_init_sigma: Optional[float] = None, head_gain: float = 1.0,
-                 renormalize: bool = True) -> None:
+                 renormalize: bool = True, center: bool = True) -> None:
         super().__init__()
+        self.center = bool(center)
         self.kernel_size = _check_kernel_size(kernel_size)
         self.z_dim = _check_pos_int(z_dim, "z_dim")
         _check_pos_int(hidden, "hidden")
@@ -261,9 +288,10 @@ class KernelGenerator(DegradationGenerator):
         out = self.head(self.trunk(z))
         k_hat = torch.softmax(out[:, :kk], dim=1).view(n, ks, ks)
         if not self.mask:
-            return KernelOutput(k_hat, k_hat, torch.ones_like(k_hat))
+            return KernelOutput(center_kernel(k_hat) if self.center else k_hat, k_hat, torch.ones_like(k_hat))
         m_k = torch.sigmoid(out[:, kk:]).view(n, ks, ks)
-        return KernelOutput(compose_kernel(k_hat, m_k, self.renormalize), k_hat, m_k)
+        k = compose_kernel(k_hat, m_k, self.renormalize)
+        return KernelOutput(center_kernel(k) if self.center else k, k_hat, m_k)
 
 
 class KernelParameter(_ParameterBase):
@@ -272,8 +300,9 @@ class KernelParameter(_ParameterBase):
 
     def __init__(self, kernel_size: int = 7, mask: bool = True, mask_init: float = 0.5,
                  kernel_init: str = "gaussian", kernel_init_sigma: Optional[float] = None,
-                 renormalize: bool = True) -> None:
+                 renormalize: bool = True, center: bool = True) -> None:
         super().__init__()
+        self.center = bool(center)
         self.kernel_size = _check_kernel_size(kernel_size)
         self.mask = bool(mask)
         self.renormalize = bool(renormalize)
@@ -288,10 +317,12 @@ class KernelParameter(_ParameterBase):
         n, ks = self._batch(z), self.kernel_size
         k_hat = torch.softmax(self.kernel_logits, dim=0).view(1, ks, ks)
         if self.mask_logits is None:
-            k_hat = k_hat.expand(n, ks, ks).contiguous()
-            return KernelOutput(k_hat, k_hat, torch.ones_like(k_hat))
+            k = center_kernel(k_hat) if self.center else k_hat
+            k, k_hat = k.expand(n, ks, ks).contiguous(), k_hat.expand(n, ks, ks).contiguous()
+            return KernelOutput(k, k_hat, torch.ones_like(k_hat))
         m_k = torch.sigmoid(self.mask_logits).view(1, ks, ks)
         k = compose_kernel(k_hat, m_k, self.renormalize)
+        k = center_kernel(k) if self.center else k
         return KernelOutput(*(t.expand(n, ks, ks).contiguous() for t in (k, k_hat, m_k)))
 
 

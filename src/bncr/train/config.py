@@ -81,9 +81,8 @@ class TrainConfig:
 # and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "cpu": {"width": 32, "d_width": 32, "batch": 32, "count": 5000, "iters": 3000, "tick": 50,
-            "image_every": 500, "snap_every": 1000},
-}
+    "cpu": {"width": 16, "d_width": 16, "batch": 16, "count": 5000, "iters": 2400, "ema": 0.99,
+            "tick": 50, "image_every": 500, "snap_every": 500},
 
 
 def preset(name: str) -> TrainConfig:
