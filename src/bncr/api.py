@@ -35,7 +35,8 @@ def load_generator(path: str | Path, device: Optional[str | torch.device] = None
     """
     s = load_snapshot(path)
     cfg = s["config"]
-    G = ResNetGenerator(int(s["resolution"]), int(cfg["width"]), int(cfg["z_dim"]))
+    G = ResNetGenerator(int(s["resolution"]), int(cfg["width"]), int(cfg["z_dim"]),
+                        residual_factor=float(cfg.get("residual", 0.1)))
     G.load_state_dict(s["G_x"])
     return G.to(device or "cpu").eval().requires_grad_(False)
 

@@ -30,6 +30,7 @@ class TrainConfig:
     width: int = 128                 # base channels of G_x and D_y (NR-GAN: 128)
     d_width: Optional[int] = None    # base channels of D_y if different from width
     z_dim: int = 128                 # latent size of G_x (and of G_k, G_n, G_q)
+    residual: float = 0.1            # scale of the residual branch in G_x and D_y blocks (NR-GAN: 0.1)
     kernel_size: Optional[int] = None  # K of G_k (None: covers the setting's kernels; 7 at 32, 13 at 128)
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
     noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson
@@ -83,6 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": {"width": 16, "d_width": 16, "batch": 16, "count": 5000, "iters": 2400, "ema": 0.99,
             "tick": 50, "image_every": 500, "snap_every": 500},
+}
 
 
 def preset(name: str) -> TrainConfig:

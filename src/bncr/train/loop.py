@@ -108,8 +108,8 @@ class Nets:
 
 
 def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: int) -> Nets:
-    G_x = ResNetGenerator(resolution, cfg.width, cfg.z_dim)
-    D_y = ResNetDiscriminator(resolution, cfg.d_width or cfg.width)
+    G_x = ResNetGenerator(resolution, cfg.width, cfg.z_dim, residual_factor=cfg.residual)
+    D_y = ResNetDiscriminator(resolution, cfg.d_width or cfg.width, residual_factor=cfg.residual)
     pipe = DegradationPipeline(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size,
                                noise_gen=cfg.noise_gen, noise_prior=cfg.noise_prior, noise_width=cfg.width,
                                mask_init=cfg.mask_init, data_seed=cfg.data_seed)
