@@ -70,6 +70,32 @@ class ImageDataset:
         return f"{type(self).__name__}(name={self.name!r}, resolution={self.resolution}, len={len(self)})"
 
 
+class ArrayDataset(ImageDataset):
+    """An ImageDataset whose images live in one array, loaded by ``_load()`` on first use.
+
+    The array is dropped when the dataset is pickled (DataLoader workers reload it lazily), so
+    pickles stay small. Subclasses set ``count`` and implement ``_load()`` and ``_get(i)``,
+    getting the array from ``self._array()``.
+    """
+
+    count: int
+
+    def _load(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _array(self) -> np.ndarray:
+        images = self.__dict__.get("_images")
+        return images if images is not None else self._load()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_images", None)
+        return state
+
+    def __len__(self) -> int:
+        return self.count
+
+
 def data_root() -> Path:
     """Base folder for downloaded/placed datasets: $BNCR_DATA_ROOT, else $XDG_CACHE_HOME/bncr, else ~/.cache/bncr."""
     env = os.environ.get("BNCR_DATA_ROOT")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import ImageDataset, check_count, check_resolution, data_root
+from . import ArrayDataset, check_count, check_resolution, data_root
 from .folder import resize_square
 from ..errors import UserError
 from ..io import ensure_writable_dir
@@ -174,7 +174,7 @@ def download_cifar10(root: str | os.PathLike | None = None) -> Path:
     return final
 
 
-class Cifar10Dataset(ImageDataset):
+class Cifar10Dataset(ArrayDataset):
     """CIFAR-10 train (50,000) or test (10,000) images in file order (see module doc)."""
 
     def __init__(self, root: str | os.PathLike | None = None, split: str = "train", resolution: int = 32,
@@ -202,17 +202,7 @@ class Cifar10Dataset(ImageDataset):
         self._images = np.concatenate([load_batch(self.folder / f) for f in SPLIT_FILES[self.split]])
         return self._images
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.pop("_images", None)  # reloaded lazily: keeps pickles for DataLoader workers small
-        return state
-
-    def __len__(self) -> int:
-        return self.count
-
     def _get(self, i: int) -> np.ndarray:
-        images = self.__dict__.get("_images")
-        if images is None:
-            images = self._load()
+        images = self._array()
         x = images[i]
         return resize_square(x, self.resolution) if self.resolution != 32 else x.copy()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import ImageDataset, check_count, check_resolution, data_root
+from . import ArrayDataset, check_count, check_resolution, data_root
 from ..errors import UserError
 
 SYSTEM_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/local/share/datasets/fashion-mnist")
@@ -81,7 +81,7 @@ def find_images_file(split: str, root: str | os.PathLike | None = None) -> Path:
                     f"holds them as root (--data-root)")
 
 
-class FashionMnistDataset(ImageDataset):
+class FashionMnistDataset(ArrayDataset):
     """Fashion-MNIST images, padded to 32 x 32 and replicated to RGB (see module doc)."""
 
     def __init__(self, root: str | os.PathLike | None = None, split: str = "train", resolution: int = 32,
@@ -103,18 +103,8 @@ class FashionMnistDataset(ImageDataset):
         self._images = arr
         return arr
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.pop("_images", None)  # reloaded lazily: keeps pickles for DataLoader workers small
-        return state
-
-    def __len__(self) -> int:
-        return self.count
-
     def _get(self, i: int) -> np.ndarray:
-        images = self.__dict__.get("_images")
-        if images is None:
-            images = self._load()
+        images = self._array()
         g = np.pad(images[i], PAD)
         if g.shape[0] != self.resolution or g.shape[1] != self.resolution:
             g = np.asarray(Image.fromarray(g).resize((self.resolution, self.resolution),
