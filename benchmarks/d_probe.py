@@ -1,7 +1,9 @@
 """D-only probe: can D_y tell real degraded images (a setting) from clean ones within 300 steps?
 
-Usage: python benchmarks/d_probe.py B   (prints the mean D loss of the last 50 steps per variant;
-2 ln 2 = 1.386 is chance). Real = degraded dead leaves, fake = the clean originals, batch 32.
+Usage: python benchmarks/d_probe.py SETTING [fast] [--fake-q Q]
+(prints the mean D loss of the last 50 steps per variant; 2 ln 2 = 1.386 is chance). Real = degraded
+dead leaves, fake = the clean originals (or, with --fake-q Q, the clean originals JPEG'd at quality Q
+by Pillow), batch 32. `fast` runs only the faster-D variants (residual 1, R1 1; widths 16 and 32).
 """
 import torch, time, numpy as np, sys
 torch.set_num_threads(1)
@@ -13,6 +15,9 @@ clean = open_dataset('deadleaves', count=2000)
 S = get_setting(sys.argv[1])
 x = np.stack([clean[i] for i in range(2000)]); y = np.stack([degrade(x[i], S, 0, i)[0] for i in range(2000)])
 # "real" = degraded, "fake" = clean (what D must tell apart if G_x makes clean images w/o degradation)
+if '--fake-q' in sys.argv:
+    from bncr.degradations.jpeg import jpeg_pil
+    fq = int(sys.argv[sys.argv.index('--fake-q') + 1]); x = np.stack([jpeg_pil(im, fq) for im in x])
 X = torch.from_numpy(x).permute(0,3,1,2).float()/127.5-1; Y = torch.from_numpy(y).permute(0,3,1,2).float()/127.5-1
 def run(width=16, rf=0.1, lr=2e-4, r1=10.0, steps=300, b=32, beta1=0.0):
     torch.manual_seed(0)
@@ -27,5 +32,8 @@ def run(width=16, rf=0.1, lr=2e-4, r1=10.0, steps=300, b=32, beta1=0.0):
         opt.zero_grad(); loss.backward(); opt.step()
         losses.append(d_loss_nonsaturating(lr_, lf).item())
     return np.mean(losses[-50:])
-for kw in [dict(), dict(r1=0), dict(rf=1.0), dict(lr=1e-3), dict(width=32), dict(rf=1.0, r1=1.0), dict(lr=1e-3, rf=1.0)]:
+variants = [dict(), dict(r1=0), dict(rf=1.0), dict(lr=1e-3), dict(width=32), dict(rf=1.0, r1=1.0), dict(lr=1e-3, rf=1.0)]
+if 'fast' in sys.argv[2:]:
+    variants = [dict(rf=1.0, r1=1.0), dict(rf=1.0, r1=1.0, width=32)]
+for kw in variants:
     t=time.time(); print(sys.argv[1], kw, round(run(**kw),4), f'{time.time()-t:.0f}s', flush=True)

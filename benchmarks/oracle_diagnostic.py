@@ -46,7 +46,8 @@ from bncr.train.loop import train
 MODELS = {"B": "br-gan", "J": "cr-gan", "noise": "nr-gan"}
 # D is the only net besides the degradation generators (G_x is built but unused in the oracle).
 BASE = {"dataset": "deadleaves", "count": 5000, "oracle_clean": True, "width": 16, "d_width": 16,
-        "batch": 32, "tick": 50, "image_every": 500, "snap_every": 250, "threads": 1, "seed": 0}
+        "batch": 32, "tick": 50, "image_every": 500, "snap_every": 250, "threads": 1, "seed": 0,
+        "ema": 0.99, "residual": 1.0, "r1": 1.0}   # faster D (d_probe.py); EMA that follows a short run
 DEFAULT_ITERS = {"B": 2000, "J": 2000, "noise": 2000}
 N_GEN, N_TRUE = 2048, 4000
 X_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)

@@ -396,6 +396,20 @@ def test_noise_param_generator():
     a0, b0 = NoiseParamGenerator(z_dim=8, hidden=32, init=(1e-3, 0.2), head_gain=0.0)(torch.randn(3, 8))
     torch.testing.assert_close(a0, torch.full((3,), 1e-3))
     torch.testing.assert_close(b0, torch.full((3,), 0.2))
+    # default start: weaker than any Brooks camera (shot >= 1e-4), i.e. near "clean"
+    a1, b1 = NoiseParamGenerator(z_dim=8, hidden=32, head_gain=0.0)(torch.randn(2, 8))
+    torch.testing.assert_close(a1, torch.full((2,), 1e-4))
+    torch.testing.assert_close(b1, torch.full((2,), 1e-5))
+    # log-variance heads: one unit of the logit multiplies the variance by e, at any scale
+    g2 = NoiseParamGenerator(z_dim=8, hidden=32, init=(1e-6, 1e-2), head_gain=0.0)
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        g2.head.bias += 1.0
+    a2, b2 = g2(z)
+    torch.testing.assert_close(a2, torch.full((2,), 1e-6 * math.e))
+    torch.testing.assert_close(b2, torch.full((2,), 1e-2 * math.e))
+    with pytest.raises(NetConfigError):
+        NoiseParamGenerator(z_dim=8, init=(0.0, 1e-3))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -152,3 +152,14 @@ def test_unwritable_out_and_config_mismatch(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "already holds a run" in err
     assert main(args + ["--resume", "auto"]) == 0
+
+
+def test_d_lr_and_cpu_preset(tmp_path):
+    from bncr.train.config import preset
+    t = Trainer(tiny_cfg("gan", "A", iters=1, d_lr=1e-3), tmp_path / "r", progress=False)
+    assert t.opt_D.param_groups[0]["lr"] == 1e-3 and t.opt_G.param_groups[0]["lr"] == 2e-4
+    t2 = Trainer(tiny_cfg("gan", "A", iters=1), tmp_path / "r2", progress=False)
+    assert t2.opt_D.param_groups[0]["lr"] == 2e-4
+    # the CPU preset uses the faster-learning D (residual scale 1, R1 1; NR-GAN: 0.1 and 10)
+    cpu, paper = preset("cpu"), preset("paper")
+    assert (cpu.residual, cpu.r1) == (1.0, 1.0) and (paper.residual, paper.r1) == (0.1, 10.0)

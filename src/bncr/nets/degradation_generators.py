@@ -158,12 +158,6 @@ def _logit(p: float, name: str) -> float:
     return math.log(p / (1.0 - p))
 
 
-def _softplus_inv(v: float, name: str) -> float:
-    if not v > 0.0:
-        raise NetConfigError(f"{name} must be > 0, got {v!r}")
-    return v + math.log(-math.expm1(-v))     # log(exp(v) - 1), stable for small and large v
-
-
 def _check_pos_int(v, name: str, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise NetConfigError(f"{name} must be an integer >= {minimum}, got {v!r}")
@@ -386,14 +380,35 @@ class QualityParameter(_ParameterBase):
 # Noise (the map version of G_n is a ResNetGenerator; these are the per-image-parameter heads)
 
 
+# Bounds of the log-variance heads (variances on [0, 1] pixel values): exp(-25) ~ 1e-11 is "no
+# noise", exp(0) = 1 a standard deviation as large as the whole pixel range.
+LOG_VAR_MIN, LOG_VAR_MAX = -25.0, 0.0
+# Initial (a, b): weaker than any camera of Brooks et al. (shot >= 1e-4), i.e. G_n starts near
+# "clean", as G_k starts near the identity and G_q near a mild JPEG; the adversarial loss has to raise it.
+NOISE_AB_INIT = (1e-4, 1e-5)
+
+
+def _log_var(logits: torch.Tensor) -> torch.Tensor:
+    return torch.exp(logits.clamp(LOG_VAR_MIN, LOG_VAR_MAX))
+
+
+def _log_init(v: float, name: str) -> float:
+    if not 0 < v <= 1:
+        raise NetConfigError(f"{name} must be a variance in (0, 1], got {v!r}")
+    return math.log(v)
+
+
 class NoiseParamGenerator(DegradationGenerator):
     """Alternative G_n head for Brooks-type signal-dependent noise: z_n (N, z_dim) ->
-    NoiseAB(a, b), each (N,), a = softplus(l_a), b = softplus(l_b) >= 0.
+    NoiseAB(a, b), each (N,), a = exp(l_a), b = exp(l_b) (log-variance heads, l clamped to [-25, 0]).
 
-    Same three-layer MLP as G_k / G_q; output biases start at softplus^-1 of ``init`` = (a0, b0).
+    Same three-layer MLP as G_k / G_q. Log-variance heads because camera variances span four orders of
+    magnitude (Brooks: shot 1e-4..1.2e-2, read down to 1e-7): a step of Adam moves them by a
+    constant *factor*, not a constant amount. The output biases start at log ``init`` (default
+    :data:`NOISE_AB_INIT`, weaker than any camera noise).
     """
 
-    def __init__(self, z_dim: int = 128, hidden: int = 256, init: tuple[float, float] = (1e-2, 1e-2),
+    def __init__(self, z_dim: int = 128, hidden: int = 256, init: tuple[float, float] = NOISE_AB_INIT,
                  head_gain: float = 1.0) -> None:
         super().__init__()
         self.z_dim = _check_pos_int(z_dim, "z_dim")
@@ -401,12 +416,12 @@ class NoiseParamGenerator(DegradationGenerator):
         self.trunk = _mlp_trunk(z_dim, hidden)
         self.head = _head(hidden, 2, float(head_gain))
         with torch.no_grad():
-            self.head.bias[0] = _softplus_inv(float(init[0]), "init a")
-            self.head.bias[1] = _softplus_inv(float(init[1]), "init b")
+            self.head.bias[0] = _log_init(float(init[0]), "init a")
+            self.head.bias[1] = _log_init(float(init[1]), "init b")
 
     def forward(self, z: torch.Tensor) -> NoiseAB:
         self._check_z(z)
-        out = F.softplus(self.head(self.trunk(z)))
+        out = _log_var(self.head(self.trunk(z)))
         return NoiseAB(out[:, 0], out[:, 1])
 
 
@@ -417,11 +432,11 @@ class NoiseParameter(_ParameterBase):
     g = tanh(theta_c) per channel, broadcast to (N, channels, resolution, resolution), in [-1, 1]
     (theta starts at atanh(``init``), default 0.1).
     kind="ab": interchangeable with :class:`NoiseParamGenerator`: returns NoiseAB(a, b), each (N,),
-    softplus of two learned scalars starting at ``init_ab``.
+    exp of two learned log-variances starting at log ``init_ab``.
     """
 
     def __init__(self, kind: str = "map", channels: int = 3, resolution: int = 32, init: float = 0.1,
-                 init_ab: tuple[float, float] = (1e-2, 1e-2)) -> None:
+                 init_ab: tuple[float, float] = NOISE_AB_INIT) -> None:
         super().__init__()
         if kind not in ("map", "ab"):
             raise NetConfigError(f"NoiseParameter kind must be 'map' or 'ab', got {kind!r}")
@@ -433,13 +448,13 @@ class NoiseParameter(_ParameterBase):
                 raise NetConfigError(f"NoiseParameter init must be in (-1, 1) (a tanh value), got {init!r}")
             self.theta = nn.Parameter(torch.full((channels,), math.atanh(float(init))))
         else:
-            self.ab_logits = nn.Parameter(torch.tensor([_softplus_inv(float(init_ab[0]), "init_ab a"),
-                                                        _softplus_inv(float(init_ab[1]), "init_ab b")]))
+            self.ab_logits = nn.Parameter(torch.tensor([_log_init(float(init_ab[0]), "init_ab a"),
+                                                        _log_init(float(init_ab[1]), "init_ab b")]))
 
     def forward(self, z: Union[torch.Tensor, int]):
         n = self._batch(z)
         if self.kind == "map":
             g = torch.tanh(self.theta).view(1, -1, 1, 1)
             return g.expand(n, self.channels, self.resolution, self.resolution).contiguous()
-        ab = F.softplus(self.ab_logits)
+        ab = _log_var(self.ab_logits)
         return NoiseAB(ab[0].expand(n).contiguous(), ab[1].expand(n).contiguous())

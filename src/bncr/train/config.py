@@ -39,6 +39,7 @@ class TrainConfig:
     batch: int = 64                  # D batch (real and fake); summed over all ranks
     g_batch_mult: int = 2            # G batch = g_batch_mult * batch
     lr: float = 2e-4
+    d_lr: Optional[float] = None     # learning rate of D_y if different from lr
     beta1: float = 0.0
     beta2: float = 0.99
     r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch
@@ -82,8 +83,10 @@ class TrainConfig:
 # and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
+    # residual 1 / R1 1: the NR-GAN D (0.1, 10) learns too slowly for a few thousand iterations
+    # (benchmarks/d_probe.py, docs/oracle-diagnostic.md).
     "cpu": {"width": 16, "d_width": 16, "batch": 16, "count": 5000, "iters": 2400, "ema": 0.99,
-            "tick": 50, "image_every": 500, "snap_every": 500},
+            "residual": 1.0, "r1": 1.0, "tick": 50, "image_every": 500, "snap_every": 500},
 }
 
 

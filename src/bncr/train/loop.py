@@ -168,7 +168,7 @@ class Trainer:
             broadcast_params(m, self.d)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_G = torch.optim.Adam(self.nets.g_params(), lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.nets.D_y.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.nets.D_y.parameters(), lr=cfg.d_lr or cfg.lr, betas=betas)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.d.rank)
         self.it = 0
         if state_path is not None:
