@@ -94,6 +94,29 @@ def test_mask_zero_gives_exact_bypass():
     assert torch.equal(out.y, x)
 
 
+def test_jpeg_stage_maps_8bit_like_real_images():
+    """A compressed fake is the codec's 8-bit output mapped to [-1, 1] exactly like a real pixel:
+    bit-equal to Pillow without dequantisation, dequantised (off the lattice) with it."""
+    from bncr.degradations.jpeg import jpeg_pil
+    g = torch.Generator().manual_seed(0)
+    u8 = torch.randint(0, 256, (4, 32, 32, 3), generator=g, dtype=torch.uint8)
+    u8 = torch.nn.functional.avg_pool2d(u8.permute(0, 3, 1, 2).float(), 3, 1, 1).round().to(torch.uint8)
+    pipe = _pipe("ambientgan", "J", dequantize=False)        # known q from the bank, all compressed
+    lat = pipe.sample_latents(4, g, "cpu")
+    out = pipe(u8.float() / 127.5 - 1, lat)
+    for i in range(4):
+        want = jpeg_pil(u8[i].permute(1, 2, 0).numpy(), int(pipe.bank.q[lat["bank"][i]]))
+        got = ((out.y[i] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        assert (got == want).all()
+    pipe = _pipe("ambientgan", "J")                           # dequantize=True, the default
+    lat = pipe.sample_latents(4, g, "cpu")
+    x = (u8.float() + torch.rand(u8.shape, generator=g)) / 128 - 1    # a real image's mapping
+    out = pipe(x, lat)
+    levels = (out.y + 1) * 128 - lat["deq"]
+    assert (levels - levels.round()).abs().max() < 1e-3            # codec output + the same U[0, 1)
+    assert ((out.y + 1) * 127.5 - ((out.y + 1) * 127.5).round()).abs().mean() > 0.1   # not on the lattice
+
+
 def test_pipeline_stages_per_model():
     for name in MODELS:
         p = _pipe(name, "N")

@@ -112,7 +112,7 @@ def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: 
     D_y = ResNetDiscriminator(resolution, cfg.d_width or cfg.width, residual_factor=cfg.residual)
     pipe = DegradationPipeline(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size,
                                noise_gen=cfg.noise_gen, noise_prior=cfg.noise_prior, noise_width=cfg.width,
-                               mask_init=cfg.mask_init, data_seed=cfg.data_seed)
+                               mask_init=cfg.mask_init, data_seed=cfg.data_seed, dequantize=cfg.dequantize)
     return Nets(G_x, D_y, pipe, copy.deepcopy(G_x).eval().requires_grad_(False),
                 copy.deepcopy(pipe).eval().requires_grad_(False))
 
