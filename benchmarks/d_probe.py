@@ -3,7 +3,8 @@
 Usage: python benchmarks/d_probe.py SETTING [fast] [--fake-q Q]
 (prints the mean D loss of the last 50 steps per variant; 2 ln 2 = 1.386 is chance). Real = degraded
 dead leaves, fake = the clean originals (or, with --fake-q Q, the clean originals JPEG'd at quality Q
-by Pillow), batch 32. `fast` runs only the faster-D variants (residual 1, R1 1; widths 16 and 32).
+by Pillow), batch 32. --deq dequantises both like training (NR-GAN's U[0, 1/128)). `fast` runs only the faster-D variants (residual 1, R1 1; widths 16 and 32);
+`r1sweep` runs residual 1 with R1 0, 0.1, 1, 10 for 600 steps.
 """
 import torch, time, numpy as np, sys
 torch.set_num_threads(1)
@@ -18,7 +19,10 @@ x = np.stack([clean[i] for i in range(2000)]); y = np.stack([degrade(x[i], S, 0,
 if '--fake-q' in sys.argv:
     from bncr.degradations.jpeg import jpeg_pil
     fq = int(sys.argv[sys.argv.index('--fake-q') + 1]); x = np.stack([jpeg_pil(im, fq) for im in x])
-X = torch.from_numpy(x).permute(0,3,1,2).float()/127.5-1; Y = torch.from_numpy(y).permute(0,3,1,2).float()/127.5-1
+X = torch.from_numpy(x).permute(0,3,1,2).float(); Y = torch.from_numpy(y).permute(0,3,1,2).float()   # grey levels
+DEQ = '--deq' in sys.argv    # map like training: (u8 + U[0, 1)) / 128 - 1 for real and fake
+def to_model(u8, g):
+    return (u8 + torch.rand(u8.shape, generator=g)) / 128 - 1 if DEQ else u8 / 127.5 - 1
 def run(width=16, rf=0.1, lr=2e-4, r1=10.0, steps=300, b=32, beta1=0.0):
     torch.manual_seed(0)
     D = ResNetDiscriminator(32, width, residual_factor=rf)
@@ -26,7 +30,7 @@ def run(width=16, rf=0.1, lr=2e-4, r1=10.0, steps=300, b=32, beta1=0.0):
     g = torch.Generator().manual_seed(0); losses=[]
     for s in range(steps):
         i = torch.randint(0,2000,(b,),generator=g); j = torch.randint(0,2000,(b,),generator=g)
-        real = Y[i].requires_grad_(True); fake = X[j]
+        real = to_model(Y[i], g).requires_grad_(True); fake = to_model(X[j], g)
         lr_ = D(real); lf = D(fake)
         loss = d_loss_nonsaturating(lr_, lf) + (r1*r1_penalty(lr_, real) if r1 else 0)
         opt.zero_grad(); loss.backward(); opt.step()
@@ -35,5 +39,7 @@ def run(width=16, rf=0.1, lr=2e-4, r1=10.0, steps=300, b=32, beta1=0.0):
 variants = [dict(), dict(r1=0), dict(rf=1.0), dict(lr=1e-3), dict(width=32), dict(rf=1.0, r1=1.0), dict(lr=1e-3, rf=1.0)]
 if 'fast' in sys.argv[2:]:
     variants = [dict(rf=1.0, r1=1.0), dict(rf=1.0, r1=1.0, width=32)]
+if 'r1sweep' in sys.argv[2:]:   # does the gradient penalty hide fine-scale (sub-grey-level) cues?
+    variants = [dict(rf=1.0, r1=r, steps=600) for r in (0.0, 0.1, 1.0, 10.0)]
 for kw in variants:
     t=time.time(); print(sys.argv[1], kw, round(run(**kw),4), f'{time.time()-t:.0f}s', flush=True)
