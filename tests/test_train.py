@@ -160,6 +160,11 @@ def test_d_lr_and_cpu_preset(tmp_path):
     assert t.opt_D.param_groups[0]["lr"] == 1e-3 and t.opt_G.param_groups[0]["lr"] == 2e-4
     t2 = Trainer(tiny_cfg("gan", "A", iters=1), tmp_path / "r2", progress=False)
     assert t2.opt_D.param_groups[0]["lr"] == 2e-4
+    t3 = Trainer(tiny_cfg("cr-gan", "J", iters=2, deg_lr=1e-5), tmp_path / "r3", progress=False)
+    g_x, deg = t3.opt_G.param_groups
+    assert g_x["lr"] == 2e-4 and deg["lr"] == 1e-5
+    assert {id(p) for p in deg["params"]} == {id(p) for p in t3.nets.pipe.parameters()}
+    t3.run()                                     # trains and checkpoints with two parameter groups
     # the CPU preset uses the faster-learning D (residual scale 1, R1 1; NR-GAN: 0.1 and 10)
     cpu, paper = preset("cpu"), preset("paper")
     assert (cpu.residual, cpu.r1) == (1.0, 1.0) and (paper.residual, paper.r1) == (0.1, 10.0)

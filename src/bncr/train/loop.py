@@ -167,7 +167,12 @@ class Trainer:
             m.to(self.device)
             broadcast_params(m, self.d)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = torch.optim.Adam(self.nets.g_params(), lr=cfg.lr, betas=betas)
+        if cfg.deg_lr is None:
+            self.opt_G = torch.optim.Adam(self.nets.g_params(), lr=cfg.lr, betas=betas)
+        else:   # G_k / G_n / G_q at their own rate (Adam moves their few outputs fast; docs/oracle-diagnostic.md)
+            self.opt_G = torch.optim.Adam([{"params": list(self.nets.G_x.parameters())},
+                                           {"params": list(self.nets.pipe.parameters()), "lr": cfg.deg_lr}],
+                                          lr=cfg.lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.nets.D_y.parameters(), lr=cfg.d_lr or cfg.lr, betas=betas)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.d.rank)
         self.it = 0
