@@ -168,3 +168,16 @@ def test_d_lr_and_cpu_preset(tmp_path):
     # the CPU preset uses the faster-learning D (residual scale 1, R1 1; NR-GAN: 0.1 and 10)
     cpu, paper = preset("cpu"), preset("paper")
     assert (cpu.residual, cpu.r1) == (1.0, 1.0) and (paper.residual, paper.r1) == (0.1, 10.0)
+
+
+def test_deg_warmup_holds_degradation_generators(tmp_path):
+    cfg = tiny_cfg("bncr-gan", "N", iters=3, deg_warmup=2, snap_every=100, image_every=100)
+    t = Trainer(cfg, tmp_path / "r", progress=False)
+    pipe0 = {k: v.clone() for k, v in t.nets.pipe.state_dict().items()}
+    gx0 = {k: v.clone() for k, v in t.nets.G_x.state_dict().items()}
+    for _ in range(2):
+        t.step(); t.it += 1
+    assert all(torch.equal(v, t.nets.pipe.state_dict()[k]) for k, v in pipe0.items())
+    assert any(not torch.equal(v, t.nets.G_x.state_dict()[k]) for k, v in gx0.items())
+    t.step(); t.it += 1                          # iteration 2 >= deg_warmup: the generators move
+    assert any(not torch.equal(v, t.nets.pipe.state_dict()[k]) for k, v in pipe0.items())

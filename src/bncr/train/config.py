@@ -41,6 +41,7 @@ class TrainConfig:
     lr: float = 2e-4
     d_lr: Optional[float] = None     # learning rate of D_y if different from lr
     deg_lr: Optional[float] = None   # learning rate of G_k, G_n, G_q if different from lr
+    deg_warmup: int = 0              # iterations during which G_k, G_n, G_q are not updated
     beta1: float = 0.0
     beta2: float = 0.99
     r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch

@@ -295,6 +295,11 @@ class Trainer:
         self.opt_G.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         all_reduce_grads(n.g_params(), d)
+        if self.it < cfg.deg_warmup:
+            # G_k / G_n / G_q held still while G_x leaves its initial high-frequency stage
+            # (docs/cpu-mini.md); Adam skips parameters whose grad is None.
+            for p in n.pipe.parameters():
+                p.grad = None
         self.opt_G.step()
         ema_update(n.G_x_ema, n.G_x, cfg.ema)
         ema_update(n.pipe_ema, n.pipe, cfg.ema)
