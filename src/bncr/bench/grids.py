@@ -120,7 +120,9 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
          notes=("1000 generated vs 1000 clean training images: FID below 2048 samples is biased upwards "
                 "(compare only within this table); KID is unbiased.",
                 "Only the last snapshot is evaluated (3 snapshots would triple the ~5 min of Inception per "
-                "cell on a 2-core CPU); pass --snapshots all to report the best.")),
+                "cell on a 2-core CPU); pass --snapshots all to report the best.",
+                "What the numbers mean, why the robust models do not beat GAN at this scale, and the load on the "
+                "machine during each run: docs/cpu-mini.md.")),
 ]}
 
 
