@@ -3,7 +3,8 @@
 Usage: python benchmarks/d_probe.py SETTING [fast] [--fake-q Q]
 (prints the mean D loss of the last 50 steps per variant; 2 ln 2 = 1.386 is chance). Real = degraded
 dead leaves, fake = the clean originals (or, with --fake-q Q, the clean originals JPEG'd at quality Q
-by Pillow), batch 32. --deq dequantises both like training (NR-GAN's U[0, 1/128)). `fast` runs only the faster-D variants (residual 1, R1 1; widths 16 and 32);
+by Pillow), batch 32. --deq dequantises both like training (NR-GAN's U[0, 1/128)).
+`fast` runs only the faster-D variants (residual 1, R1 1; widths 16 and 32);
 `r1sweep` runs residual 1 with R1 0, 0.1, 1, 10 for 600 steps.
 """
 import torch, time, numpy as np, sys
@@ -12,6 +13,7 @@ from bncr.data import open_dataset
 from bncr.degradations.settings import get_setting, degrade
 from bncr.nets.resnet import ResNetDiscriminator
 from bncr.models.losses import d_loss_nonsaturating, r1_penalty
+from bncr.models.pixels import levels_to_model
 clean = open_dataset('deadleaves', count=2000)
 S = get_setting(sys.argv[1])
 x = np.stack([clean[i] for i in range(2000)]); y = np.stack([degrade(x[i], S, 0, i)[0] for i in range(2000)])
@@ -20,9 +22,9 @@ if '--fake-q' in sys.argv:
     from bncr.degradations.jpeg import jpeg_pil
     fq = int(sys.argv[sys.argv.index('--fake-q') + 1]); x = np.stack([jpeg_pil(im, fq) for im in x])
 X = torch.from_numpy(x).permute(0,3,1,2).float(); Y = torch.from_numpy(y).permute(0,3,1,2).float()   # grey levels
-DEQ = '--deq' in sys.argv    # map like training: (u8 + U[0, 1)) / 128 - 1 for real and fake
+DEQ = '--deq' in sys.argv    # map like training (models/pixels.py) for real and fake
 def to_model(u8, g):
-    return (u8 + torch.rand(u8.shape, generator=g)) / 128 - 1 if DEQ else u8 / 127.5 - 1
+    return levels_to_model(u8, torch.rand(u8.shape, generator=g) if DEQ else None, DEQ)
 def run(width=16, rf=0.1, lr=2e-4, r1=10.0, steps=300, b=32, beta1=0.0):
     torch.manual_seed(0)
     D = ResNetDiscriminator(32, width, residual_factor=rf)

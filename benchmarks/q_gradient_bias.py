@@ -2,7 +2,7 @@
 
 For each of several untrained discriminators (residual scale 1, width 16; seeds 0..7) and each q, it
 compresses the same 64 dequantised dead-leaves images with the differentiable JPEG at quality q,
-maps the result like the training loop does, and prints d G_adv / d q summed over the batch, and the
+maps the result like the pipeline's JPEG stage does, and prints d G_adv / d q summed over the batch, and the
 mean per-image |d G_adv / d q|. A sign that stays the same across q for a given D means that D's
 arbitrary preference pushes q steadily one way; Adam, which normalises gradient size, then moves q
 at full speed however tiny the gradient is.
@@ -17,6 +17,7 @@ import torch
 from bncr.data import open_dataset
 from bncr.degradations.diff_jpeg import diff_jpeg
 from bncr.models.losses import g_loss_nonsaturating
+from bncr.models.pixels import levels_to_model, model_to_unit
 from bncr.nets.resnet import ResNetDiscriminator
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     ds = open_dataset("deadleaves", count=64)
     x8 = torch.from_numpy(np.stack([ds[i] for i in range(64)])).permute(0, 3, 1, 2).float()
     g = torch.Generator().manual_seed(0)
-    x = (x8 + torch.rand(x8.shape, generator=g)) / 128 - 1
+    x = levels_to_model(x8, torch.rand(x8.shape, generator=g))        # as the training loop maps reals
     print("| q | dG_adv/dq summed over 64 images, D seeds 0..7 | mean per-image abs |\n|---|---|---|")
     for qv in (20.0, 50.0, 80.0, 95.0):
         sums, mags = [], []
@@ -33,8 +34,7 @@ def main() -> None:
             torch.manual_seed(seed)
             D = ResNetDiscriminator(32, 16, residual_factor=1.0)
             q = torch.full((64,), qv, requires_grad=True)
-            y01 = diff_jpeg(((x + 1) * 128 / 255).clamp(0, 1), q)
-            y = (y01 * 255 + torch.rand(x.shape, generator=g)) / 128 - 1
+            y = levels_to_model(diff_jpeg(model_to_unit(x), q) * 255, torch.rand(x.shape, generator=g))
             (gq,) = torch.autograd.grad(g_loss_nonsaturating(D(y)), q)
             sums.append(float(gq.sum()))
             mags.append(float(gq.abs().mean()))

@@ -171,7 +171,8 @@ def results_document(col: Collected, opts: BenchOptions, doc_path: Path, command
              f"{grid.description}. Each cell trains one model on the setting's degraded images, then evaluates "
              "the clean generator G_x (EMA weights) against the clean training images.", ""]
     if cfg:
-        keys = ("width", "d_width", "z_dim", "batch", "count", "iters", "lr", "d_lr", "deg_lr", "residual", "r1", "ema", "snap_every")
+        keys = ("width", "d_width", "z_dim", "batch", "count", "iters", "lr", "d_lr", "deg_lr", "deg_warmup",
+                "residual", "r1", "ema", "snap_every")
         lines += ["Training options (preset `" + (opts.preset or grid.preset) + "`): "
                   + ", ".join(f"{k}={cfg.get(k)}" for k in keys) + ".", ""]
     if proto:

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..nets.degradation_generators import (KernelGenerator, KernelParameter, NoiseParameter, NoiseParamGenerator,
                                            QualityGenerator, QualityParameter, default_kernel_size)
 from ..nets.resnet import ResNetGenerator
+from .pixels import levels_to_model, model_to_unit
 from .registry import ModelSpec
 
 BANK_SEED_OFFSET = 1_000_003  # the simulator's draws never coincide with the training images' draws
@@ -79,9 +80,7 @@ class DegradationPipeline(nn.Module):
                  noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096,
                  dequantize: bool = True):
         super().__init__()
-        # How real pixels reach [-1, 1] (TrainConfig.dequantize): (u8 + U[0, 1)) / 128 - 1 or u8 / 127.5 - 1.
-        # The JPEG stage maps its input and its decoded 8-bit output the same way, so a compressed
-        # fake is not told apart from a compressed real by the integer lattice alone (see forward).
+        # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
         self.dequantize = bool(dequantize)
         self.spec = spec = spec.resolve(setting)
         self.resolution = resolution
@@ -128,22 +127,6 @@ class DegradationPipeline(nn.Module):
         if self.spec.jpeg != "off" and self.dequantize:
             lat["deq"] = torch.rand(n, 3, self.resolution, self.resolution, generator=gen).to(device)
         return lat
-
-    # ------------------------------------------------------------------ 8-bit mapping of the JPEG stage
-    def _to_8bit(self, h: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] -> [0, 1] (= u8 / 255): the inverse of the real images' mapping."""
-        scale = 128.0 / 255.0 if self.dequantize else 0.5
-        return ((h + 1) * scale).clamp(0, 1)
-
-    def _from_8bit(self, y01: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
-        """Decoded JPEG in [0, 1] (multiples of 1/255, like a decoded file) -> [-1, 1], dequantised
-        exactly like real pixels. Without this a decoded fake sits on the 8-bit lattice while every
-        real image is dequantised, and D can prefer bypassed fakes (m_q -> 0) for that reason alone."""
-        if not self.dequantize:
-            return y01 * 2 - 1
-        if deq is None:
-            raise ValueError("latents lack 'deq' (draw them with sample_latents)")
-        return (y01 * 255 + deq) / 128 - 1
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, lat: dict[str, torch.Tensor]) -> PipelineOutput:
@@ -196,7 +179,9 @@ class DegradationPipeline(nn.Module):
                 q, m_q = self.G_q(lat["z_q"] if spec.jpeg == "generator" else n)
                 if spec.jpeg == "generator":
                     out.ds_outputs["G_q"] = torch.stack([q / 100, m_q], 1)
-            y_hat = self._from_8bit(diff_jpeg(self._to_8bit(h), q), lat.get("deq"))
+            # decoded like a file (multiples of 1/255), then mapped exactly like real pixels (models/pixels.py)
+            y_hat = levels_to_model(diff_jpeg(model_to_unit(h, self.dequantize), q) * 255, lat.get("deq"),
+                                    self.dequantize)
             m = m_q.view(-1, 1, 1, 1)
             h = m * y_hat + (1 - m) * h
             out.q, out.m_q = q, m_q

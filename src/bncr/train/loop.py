@@ -29,6 +29,7 @@ from ..io import atomic_path, atomic_write_text, ensure_writable_dir
 from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, d_loss_nonsaturating,
                              diversity_sensitive, g_loss_nonsaturating, r1_penalty)
 from ..models.pipeline import DegradationPipeline
+from ..models.pixels import levels_to_model
 from ..models.registry import ModelSpec, get_model
 from ..nets.resnet import ResNetDiscriminator, ResNetGenerator
 from . import visual
@@ -87,11 +88,7 @@ def materialise(clean, setting: Setting, data_seed: int, progress: bool) -> tupl
 def to_model_range(u8: torch.Tensor, gen: Optional[torch.Generator], dequantize: bool) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]; NR-GAN's uniform dequantisation of 1/128."""
     x = u8.permute(0, 3, 1, 2).float()
-    if dequantize:
-        x = (x + torch.rand(x.shape, generator=gen)) / 128.0 - 1.0
-    else:
-        x = x / 127.5 - 1.0
-    return x
+    return levels_to_model(x, torch.rand(x.shape, generator=gen) if dequantize else None, dequantize)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -173,7 +170,7 @@ class Trainer:
             self.opt_G = torch.optim.Adam([{"params": list(self.nets.G_x.parameters())},
                                            {"params": list(self.nets.pipe.parameters()), "lr": cfg.deg_lr}],
                                           lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.nets.D_y.parameters(), lr=cfg.d_lr or cfg.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.nets.D_y.parameters(), lr=cfg.lr if cfg.d_lr is None else cfg.d_lr, betas=betas)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.d.rank)
         self.it = 0
         if state_path is not None:
@@ -296,8 +293,8 @@ class Trainer:
         sum(terms.values()).backward()
         all_reduce_grads(n.g_params(), d)
         if self.it < cfg.deg_warmup:
-            # G_k / G_n / G_q held still while G_x leaves its initial high-frequency stage
-            # (docs/cpu-mini.md); Adam skips parameters whose grad is None.
+            # G_k / G_n / G_q held still (a dynamics experiment, docs/cpu-mini.md);
+            # Adam skips parameters whose grad is None.
             for p in n.pipe.parameters():
                 p.grad = None
         self.opt_G.step()
