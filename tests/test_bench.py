@@ -261,3 +261,17 @@ def test_cpu_mini_cell_commits_results_and_doc(tmp_path, monkeypatch):
     assert rows[0].split("|")[3].strip() == "2.0 / 23.4"  # deadleaves FID, D column: ours / paper (CIFAR-10)
     assert rows[1].split("|")[3].strip() == "2000.00"  # deadleaves KID x 10^3: no paper value
     assert rows[2].split("|")[3].strip() == "… / 23.4"  # fashion-mnist: not run yet
+
+
+def test_training_machine_is_read_from_the_run(tmp_path):
+    """Results say where a cell trained (a GPU batch may train cells that a CPU evaluates)."""
+    import json as _json
+    from bncr.bench.runner import training_machine
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text(_json.dumps({"torch": "2.11.0+cu130", "device": "cuda:0 (NVIDIA H200)"}))
+    assert training_machine(run) == {"torch": "2.11.0+cu130", "device": "cuda:0 (NVIDIA H200)"}
+    (run / "config.json").write_text(_json.dumps({"torch": "2.13.0+cpu"}))   # written before the field existed
+    (run / "log.txt").write_text("model gan (...); 5000 training images at 32px; world size 1; device cpu\ndone\n")
+    assert training_machine(run) == {"torch": "2.13.0+cpu", "device": "cpu"}
+    assert training_machine(tmp_path / "missing") == {}

@@ -498,3 +498,31 @@ def test_center_kernel_removes_shifts_and_keeps_centred_kernels():
     # differentiable
     k = torch.softmax(torch.randn(2, K * K, dtype=torch.float64), 1).view(2, K, K).requires_grad_(True)
     assert torch.autograd.gradcheck(center_kernel, (k,))
+
+
+def test_quality_clamp_parametrisation_keeps_its_gradient_at_the_bounds():
+    """q_param="clamp": q = 50 + 50 l in [1, 100]; at a bound the gradient that pulls q back inside passes,
+    the one that would push it further out is blocked (a sigmoid's gradient vanishes at both ends)."""
+    from bncr.nets.degradation_generators import quality_from_logit
+    l = torch.tensor([-5.0, -0.2, 0.0, 0.5, 3.0], requires_grad=True)
+    q = quality_from_logit(l, "clamp")
+    assert torch.allclose(q.detach(), torch.tensor([1.0, 40.0, 50.0, 75.0, 100.0]))
+    # loss pulling q towards 80 everywhere: below-range and inside entries get the gradient, so does the
+    # above-range one (pulling back down); the loss pushing q towards 0 is blocked only at the lower bound
+    (g_in,) = torch.autograd.grad(((q - 80.0) ** 2).sum(), l)
+    assert torch.all(g_in != 0)
+    assert torch.allclose(g_in[1:4], 2 * (q.detach()[1:4] - 80.0) * 50.0)
+    q = quality_from_logit(l, "clamp")
+    (g_out,) = torch.autograd.grad(q.sum(), l)        # descent lowers q
+    assert g_out[0] == 0 and torch.all(g_out[1:] == 50.0)
+    # the sigmoid version saturates: at l = +-12 its slope is < 1e-3 of the slope at 0
+    ls = torch.tensor([-12.0, 0.0, 12.0], requires_grad=True)
+    (gs,) = torch.autograd.grad(quality_from_logit(ls, "sigmoid").sum(), ls)
+    assert gs[0] < 1e-3 * gs[1] and gs[2] < 1e-3 * gs[1]
+    # initial bias round-trips, and a bad name or an out-of-range q_init is refused
+    g = QualityGenerator(z_dim=8, hidden=16, q_init=90.0, head_gain=0.0, q_param="clamp")
+    assert torch.allclose(g(torch.randn(3, 8)).q, torch.full((3,), 90.0))
+    with pytest.raises(NetConfigError, match="q_param"):
+        QualityGenerator(z_dim=8, hidden=16, q_param="tanh")
+    with pytest.raises(NetConfigError, match="q_init"):
+        QualityParameter(q_init=0.5, q_param="clamp")

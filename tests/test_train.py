@@ -24,6 +24,15 @@ def tiny_cfg(model="bncr-gan", setting="N", iters=5, **kw) -> TrainConfig:
     return cfg
 
 
+@pytest.mark.parametrize("model", ["cr-gan", "p-ambientgan"])
+def test_clamp_quality_parametrisation_trains_and_reloads(model, tmp_path):
+    from bncr.api import load_pipeline
+    out = train(tiny_cfg(model, setting="J", q_param="clamp"), tmp_path / model, progress=False)
+    _, pipe, _ = load_pipeline(out / "snapshot-000005.pt")
+    q, _ = pipe.G_q(pipe.G_q.sample_z(16) if pipe.G_q.z_dim else 16)
+    assert pipe.G_q.q_param == "clamp" and bool(((q >= 1) & (q <= 100)).all())
+
+
 @pytest.mark.parametrize("model", list(MODELS))
 def test_every_model_trains_five_iterations(model, tmp_path):
     out = train(tiny_cfg(model), tmp_path / model, progress=False)
@@ -33,6 +42,7 @@ def test_every_model_trains_five_iterations(model, tmp_path):
     snap = torch.load(out / "snapshot-000005.pt", weights_only=True)
     assert snap["iteration"] == 5
     assert (out / "final.png").stat().st_size > 0 and (out / "config.json").is_file()
+    assert json.loads((out / "config.json").read_text())["device"] == "cpu"  # where it trained, for results
     if model.startswith(("br-gan", "bncr")):
         assert "kernel_entropy_mean" in rows[-1] and (out / "images" / "kernels-000005.png").is_file()
     if model.startswith(("cr-gan", "bncr")):

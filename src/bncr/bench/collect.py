@@ -208,7 +208,14 @@ def results_document(col: Collected, opts: BenchOptions, doc_path: Path, command
                      + f" | [png]({png.as_posix()}) |")
     machines = sorted({json.dumps({k: v for k, v in r.get("machine", {}).items()}, sort_keys=True)
                        for r in col.results.values()})
-    lines += ["", "## Machines", ""]
+    trained = {}
+    for cid, r in col.results.items():
+        tm = r.get("train_machine") or {}
+        trained.setdefault(f"device {tm.get('device') or 'not recorded'}, torch {tm.get('torch') or '?'}", []).append(cid)
+    lines += ["", "## Machines", "", "Training (where each cell's `bncr train` ran):", ""]
+    for where, cids in sorted(trained.items()):
+        lines.append(f"- {where}: " + ", ".join(f"`{c}`" for c in cids))
+    lines += ["", "Evaluation (where `bncr eval` ran):", ""]
     for mjs in machines:
         m = json.loads(mjs)
         lines.append(f"- {m.get('platform')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')} "

@@ -244,6 +244,24 @@ def machine_info(device: Optional[str] = None) -> dict[str, Any]:
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def training_machine(run: Path) -> dict[str, Any]:
+    """Where a run was trained (it may differ from where it is evaluated): torch and device from its
+    config.json; runs written before config.json held the device fall back to the first line of log.txt."""
+    out: dict[str, Any] = {}
+    try:
+        c = json.loads((run / "config.json").read_text())
+        out = {"torch": c.get("torch"), "device": c.get("device")}
+    except (OSError, ValueError):
+        pass
+    if not out.get("device"):
+        try:
+            first = (run / "log.txt").read_text().splitlines()[0]
+            out["device"] = first.rsplit("device ", 1)[1].strip() if "device " in first else None
+        except (OSError, IndexError):
+            pass
+    return out
+
+
 def build_result(cell: Cell, grid: Grid, opts: BenchOptions, cfg: Any, *, train_seconds_invocation: Optional[float],
                  eval_seconds_invocation: Optional[float]) -> dict[str, Any]:
     from .. import __version__
@@ -265,7 +283,7 @@ def build_result(cell: Cell, grid: Grid, opts: BenchOptions, cfg: Any, *, train_
         "metrics": {n: {k: v for k, v in m.items() if k != "feature_seconds"} for n, m in metrics.items()},
         "config": cfg.to_dict(),
         "commands": {"benchmark": bench_cmd, "train": train_cmd, "eval": eval_cmd},
-        "machine": machine_info(opts.device), "bncr_version": __version__,
+        "machine": machine_info(opts.device), "train_machine": training_machine(run), "bncr_version": __version__,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -78,7 +78,7 @@ class DegradationPipeline(nn.Module):
     def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = 128,
                  kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "poisson",
                  noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096,
-                 dequantize: bool = True):
+                 dequantize: bool = True, q_param: str = "sigmoid"):
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
         self.dequantize = bool(dequantize)
@@ -106,9 +106,9 @@ class DegradationPipeline(nn.Module):
         elif spec.noise == "parameter":
             self.G_n = NoiseParameter(kind="ab" if noise_gen == "ab" else "map", resolution=resolution)
         if spec.jpeg == "generator":
-            self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init)
+            self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
         elif spec.jpeg == "parameter":
-            self.G_q = QualityParameter(mask=spec.jpeg_mask, mask_init=mask_init)
+            self.G_q = QualityParameter(mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
 
     # ------------------------------------------------------------------ latents
     def generators(self) -> dict[str, nn.Module]:

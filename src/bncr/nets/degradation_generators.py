@@ -324,44 +324,96 @@ class KernelParameter(_ParameterBase):
 # JPEG quality
 
 
+Q_PARAMS = ("sigmoid", "clamp")
+Q_MIN = 1.0  # lowest quality of the "clamp" parametrisation (libjpeg's smallest quality)
+
+
+class _ProjectedClamp(torch.autograd.Function):
+    """clamp(v, lo, hi) forward; backward passes the gradient unless v is outside [lo, hi] *and* the
+    gradient-descent step would push it further out (a projected gradient). Unlike a sigmoid, whose
+    gradient vanishes at both ends, a value at a bound can always come back when the loss asks."""
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, lo: float, hi: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(v)
+        ctx.lo, ctx.hi = lo, hi
+        return v.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        (v,) = ctx.saved_tensors
+        # descent moves v by -g: blocked below lo when g > 0 (pushes down), above hi when g < 0
+        blocked = ((v < ctx.lo) & (g > 0)) | ((v > ctx.hi) & (g < 0))
+        return torch.where(blocked, torch.zeros_like(g), g), None, None
+
+
+def quality_from_logit(l: torch.Tensor, q_param: str) -> torch.Tensor:
+    """The head's raw output -> q. "sigmoid": 100 sigmoid(l) in (0, 100) (its gradient vanishes at both
+    ends, where G_q was seen to stick: docs/oracle-diagnostic.md); "clamp": 50 + 50 l clamped to
+    [Q_MIN, 100] with a projected gradient (:class:`_ProjectedClamp`), same value and slope 25-50 near q = 50."""
+    if q_param == "sigmoid":
+        return 100.0 * torch.sigmoid(l)
+    return _ProjectedClamp.apply(50.0 + 50.0 * l, Q_MIN, 100.0)
+
+
+def quality_logit(q: float, q_param: str) -> float:
+    """Inverse of :func:`quality_from_logit` (for initial biases)."""
+    if q_param == "sigmoid":
+        return _logit(q / 100.0, "q_init / 100")
+    if not Q_MIN <= q <= 100.0:
+        raise NetConfigError(f"q_init must be in [{Q_MIN:g}, 100], got {q!r}")
+    return (q - 50.0) / 50.0
+
+
+def _check_q_param(q_param: str) -> str:
+    if q_param not in Q_PARAMS:
+        raise NetConfigError(f"q_param must be one of {', '.join(Q_PARAMS)}, got {q_param!r}")
+    return q_param
+
+
 class QualityGenerator(DegradationGenerator):
     """G_q: z_q (N, z_dim) -> QualityOutput(q, m_q), each (N,).
 
-    q = 100 * sigmoid(l_q) in (0, 100) (exactly 100.0 only by float32 rounding for l_q > ~17);
-    m_q = sigmoid(l_m) in [0, 1], the Eq. 5 bypass weight. ``mask=False`` (CR-GAN w/o mask):
-    m_q = 1. Output biases start at logit(q_init / 100) (q_init=None: bias 0, q near 50 but varying with z) and
+    q from the head's first output by :func:`quality_from_logit` (``q_param``: "sigmoid", q = 100 sigmoid(l)
+    in (0, 100), or "clamp", q = 50 + 50 l in [1, 100] with a gradient that does not vanish at the bounds);
+    m_q = sigmoid(l_m) in [0, 1], the Eq. 5 bypass weight. ``mask=False`` (CR-GAN w/o mask): m_q = 1.
+    Output biases start at the logit of ``q_init`` (None: bias 0, q near 50 but varying with z) and
     logit(mask_init) (0.5).
     """
 
     def __init__(self, z_dim: int = 128, hidden: int = 256, mask: bool = True,
-                 q_init: Optional[float] = None, mask_init: float = 0.5, head_gain: float = 1.0) -> None:
+                 q_init: Optional[float] = None, mask_init: float = 0.5, head_gain: float = 1.0,
+                 q_param: str = "sigmoid") -> None:
         super().__init__()
         self.z_dim = _check_pos_int(z_dim, "z_dim")
         _check_pos_int(hidden, "hidden")
         self.mask = bool(mask)
+        self.q_param = _check_q_param(q_param)
         self.trunk = _mlp_trunk(z_dim, hidden)
         self.head = _head(hidden, 2 if self.mask else 1, float(head_gain))
         with torch.no_grad():
             if q_init is not None:
-                self.head.bias[0] = _logit(float(q_init) / 100.0, "q_init / 100")
+                self.head.bias[0] = quality_logit(float(q_init), self.q_param)
             if self.mask:
                 self.head.bias[1] = _logit(float(mask_init), "mask_init")
 
     def forward(self, z: torch.Tensor) -> QualityOutput:
         self._check_z(z)
         out = self.head(self.trunk(z))
-        q = 100.0 * torch.sigmoid(out[:, 0])
+        q = quality_from_logit(out[:, 0], self.q_param)
         m_q = torch.sigmoid(out[:, 1]) if self.mask else torch.ones_like(q)
         return QualityOutput(q, m_q)
 
 
 class QualityParameter(_ParameterBase):
-    """P-AmbientGAN compression: one learned q and m_q shared by all samples."""
+    """P-AmbientGAN compression: one learned q and m_q shared by all samples (same ``q_param``)."""
 
-    def __init__(self, mask: bool = True, q_init: Optional[float] = None, mask_init: float = 0.5) -> None:
+    def __init__(self, mask: bool = True, q_init: Optional[float] = None, mask_init: float = 0.5,
+                 q_param: str = "sigmoid") -> None:
         super().__init__()
         self.mask = bool(mask)
-        q0 = 0.0 if q_init is None else _logit(float(q_init) / 100.0, "q_init / 100")
+        self.q_param = _check_q_param(q_param)
+        q0 = 0.0 if q_init is None else quality_logit(float(q_init), self.q_param)
         self.q_logit = nn.Parameter(torch.tensor(q0))
         if self.mask:
             self.mask_logit = nn.Parameter(torch.tensor(_logit(float(mask_init), "mask_init")))
@@ -370,7 +422,7 @@ class QualityParameter(_ParameterBase):
 
     def forward(self, z: Union[torch.Tensor, int]) -> QualityOutput:
         n = self._batch(z)
-        q = (100.0 * torch.sigmoid(self.q_logit)).expand(n).contiguous()
+        q = quality_from_logit(self.q_logit, self.q_param).expand(n).contiguous()
         if self.mask_logit is None:
             return QualityOutput(q, torch.ones_like(q))
         return QualityOutput(q, torch.sigmoid(self.mask_logit).expand(n).contiguous())

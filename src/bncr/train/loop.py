@@ -46,6 +46,13 @@ class TrainingDiverged(UserError):
 
 
 # ---------------------------------------------------------------------------------------------- data
+def device_name(device: torch.device) -> str:
+    """'cpu' or e.g. 'cuda:0 (NVIDIA H200)': recorded in config.json so results can say where a run trained."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("BNCR_CACHE", Path.home() / ".cache" / "bncr")) / "degraded"
 
@@ -109,7 +116,8 @@ def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: 
     D_y = ResNetDiscriminator(resolution, cfg.d_width or cfg.width, residual_factor=cfg.residual)
     pipe = DegradationPipeline(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size,
                                noise_gen=cfg.noise_gen, noise_prior=cfg.noise_prior, noise_width=cfg.width,
-                               mask_init=cfg.mask_init, data_seed=cfg.data_seed, dequantize=cfg.dequantize)
+                               mask_init=cfg.mask_init, data_seed=cfg.data_seed, dequantize=cfg.dequantize,
+                               q_param=cfg.q_param)
     return Nets(G_x, D_y, pipe, copy.deepcopy(G_x).eval().requires_grad_(False),
                 copy.deepcopy(pipe).eval().requires_grad_(False))
 
@@ -180,7 +188,8 @@ class Trainer:
             atomic_write_text(self.out / "config.json", json.dumps(
                 {"config": cfg.to_dict(), "spec": self.nets.pipe.spec.to_dict(),
                  "setting": self.setting.to_dict(), "resolution": self.resolution,
-                 "world_size": self.d.world, "torch": torch.__version__}, indent=1, sort_keys=True) + "\n")
+                 "world_size": self.d.world, "torch": torch.__version__,
+                 "device": device_name(self.device)}, indent=1, sort_keys=True) + "\n")
 
     # -------------------------------------------------------------- resume
     def _resume_path(self, resume: Optional[str]) -> Optional[Path]:
