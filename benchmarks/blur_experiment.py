@@ -293,6 +293,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--curve-runs", nargs="*", default=[], metavar="RUN",
                     help="extra run dirs whose entropy/mask curves join brgan-curves.png")
     ap.add_argument("--img-dir", default=None, help="write pictures here (e.g. docs/img)")
+    ap.add_argument("--img-prefix", default="brgan", help="file name prefix of the pictures")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -313,9 +314,9 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"{extra['true_entropy']:.3f} nats\n")
     print(table(rows))
     if args.img_dir:
-        pictures(extra, runs, Path(args.img_dir))
+        pictures(extra, runs, Path(args.img_dir), args.img_prefix)
         crv = dict(runs, **{Path(r).name: Path(r) for r in args.curve_runs})
-        curves(crv, extra["true_entropy"], Path(args.img_dir) / "brgan-curves.png")
+        curves(crv, extra["true_entropy"], Path(args.img_dir) / f"{args.img_prefix}-curves.png")
 
 
 if __name__ == "__main__":
