@@ -235,3 +235,17 @@ def test_half_precision_input_is_supported():
 def test_input_validation(x, q, kwargs):
     with pytest.raises(UserError):
         diff_jpeg(x, q, **kwargs)
+
+
+def test_quality_one_is_a_dead_zone_and_two_is_not():
+    """At quality 1 every table entry saturates at 255: JPEG no longer depends on q, so its q-gradient is 0
+    (why G_q's clamp range starts at 2, nets/degradation_generators.Q_MIN). At q = 2 the gradient is large."""
+    from bncr.nets.degradation_generators import Q_MIN
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for qv in (1.0, Q_MIN):
+        q = torch.full((4,), qv, requires_grad=True)
+        (grads[qv],) = torch.autograd.grad((diff_jpeg(x, q) * w).sum(), q)
+    assert torch.all(grads[1.0] == 0)
+    assert Q_MIN == 2.0 and bool((grads[Q_MIN].abs() > 1e-2).all())

@@ -501,12 +501,12 @@ def test_center_kernel_removes_shifts_and_keeps_centred_kernels():
 
 
 def test_quality_clamp_parametrisation_keeps_its_gradient_at_the_bounds():
-    """q_param="clamp": q = 50 + 50 l in [1, 100]; at a bound the gradient that pulls q back inside passes,
+    """q_param="clamp": q = 50 + 50 l in [2, 100]; at a bound the gradient that pulls q back inside passes,
     the one that would push it further out is blocked (a sigmoid's gradient vanishes at both ends)."""
     from bncr.nets.degradation_generators import quality_from_logit
     l = torch.tensor([-5.0, -0.2, 0.0, 0.5, 3.0], requires_grad=True)
     q = quality_from_logit(l, "clamp")
-    assert torch.allclose(q.detach(), torch.tensor([1.0, 40.0, 50.0, 75.0, 100.0]))
+    assert torch.allclose(q.detach(), torch.tensor([2.0, 40.0, 50.0, 75.0, 100.0]))
     # loss pulling q towards 80 everywhere: below-range and inside entries get the gradient, so does the
     # above-range one (pulling back down); the loss pushing q towards 0 is blocked only at the lower bound
     (g_in,) = torch.autograd.grad(((q - 80.0) ** 2).sum(), l)
@@ -525,4 +525,4 @@ def test_quality_clamp_parametrisation_keeps_its_gradient_at_the_bounds():
     with pytest.raises(NetConfigError, match="q_param"):
         QualityGenerator(z_dim=8, hidden=16, q_param="tanh")
     with pytest.raises(NetConfigError, match="q_init"):
-        QualityParameter(q_init=0.5, q_param="clamp")
+        QualityParameter(q_init=1.0, q_param="clamp")

@@ -325,7 +325,10 @@ class KernelParameter(_ParameterBase):
 
 
 Q_PARAMS = ("sigmoid", "clamp")
-Q_MIN = 1.0  # lowest quality of the "clamp" parametrisation (libjpeg's smallest quality)
+# Lowest quality of the "clamp" parametrisation. Not libjpeg's 1: at quality 1 (q < 1.5 after rounding) every
+# quantisation-table entry saturates at 255, JPEG stops depending on q and dJPEG/dq is exactly 0, so a G_q
+# that falls there can never leave (seen in the oracle runs, docs/oracle-diagnostic.md). At 2 the slope is large.
+Q_MIN = 2.0
 
 
 class _ProjectedClamp(torch.autograd.Function):
@@ -350,7 +353,7 @@ class _ProjectedClamp(torch.autograd.Function):
 def quality_from_logit(l: torch.Tensor, q_param: str) -> torch.Tensor:
     """The head's raw output -> q. "sigmoid": 100 sigmoid(l) in (0, 100) (its gradient vanishes at both
     ends, where G_q was seen to stick: docs/oracle-diagnostic.md); "clamp": 50 + 50 l clamped to
-    [Q_MIN, 100] with a projected gradient (:class:`_ProjectedClamp`), same value and slope 25-50 near q = 50."""
+    [Q_MIN, 100] = [2, 100] with a projected gradient (:class:`_ProjectedClamp`), same value and slope 25-50 near q = 50."""
     if q_param == "sigmoid":
         return 100.0 * torch.sigmoid(l)
     return _ProjectedClamp.apply(50.0 + 50.0 * l, Q_MIN, 100.0)
@@ -375,7 +378,7 @@ class QualityGenerator(DegradationGenerator):
     """G_q: z_q (N, z_dim) -> QualityOutput(q, m_q), each (N,).
 
     q from the head's first output by :func:`quality_from_logit` (``q_param``: "sigmoid", q = 100 sigmoid(l)
-    in (0, 100), or "clamp", q = 50 + 50 l in [1, 100] with a gradient that does not vanish at the bounds);
+    in (0, 100), or "clamp", q = 50 + 50 l in [2, 100] with a gradient that does not vanish at the bounds);
     m_q = sigmoid(l_m) in [0, 1], the Eq. 5 bypass weight. ``mask=False`` (CR-GAN w/o mask): m_q = 1.
     Output biases start at the logit of ``q_init`` (None: bias 0, q near 50 but varying with z) and
     logit(mask_init) (0.5).

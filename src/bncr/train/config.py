@@ -35,7 +35,7 @@ class TrainConfig:
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
     noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson
     mask_init: float = 0.5           # initial m_k and m_q
-    q_param: str = "sigmoid"         # G_q's q: "sigmoid" 100*sigmoid(l) | "clamp" 50+50l in [1, 100], gradient kept at the bounds
+    q_param: str = "sigmoid"         # G_q's q: "sigmoid" 100*sigmoid(l) | "clamp" 50+50l in [2, 100], gradient kept at the bounds
     # --- optimisation (NR-GAN defaults)
     batch: int = 64                  # D batch (real and fake); summed over all ranks
     g_batch_mult: int = 2            # G batch = g_batch_mult * batch
