@@ -78,7 +78,7 @@ class DegradationPipeline(nn.Module):
     def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = 128,
                  kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "poisson",
                  noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096,
-                 dequantize: bool = True, q_param: str = "sigmoid"):
+                 dequantize: bool = True, q_param: str = "sigmoid", q_grad: str = "ste"):
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
         self.dequantize = bool(dequantize)
@@ -94,6 +94,11 @@ class DegradationPipeline(nn.Module):
         if noise_gen not in ("ab", "map"):
             raise UserError(f"noise_gen must be 'ab' or 'map', got {noise_gen!r}")
         self.noise_gen, self.noise_prior = noise_gen, noise_prior
+        if q_grad not in ("ste", "fd"):
+            raise UserError(f"q_grad must be 'ste' or 'fd', got {q_grad!r}")
+        # "fd": no gradient reaches q through the differentiable JPEG; the training loop supplies a finite-
+        # difference estimate instead (degrade_at_quality; docs/oracle-diagnostic.md says why)
+        self.q_grad = q_grad
         self.bank = KnownBank(setting, kernel_size, bank_size, data_seed) if "known" in spec.stages else None
         self.G_k = self.G_n = self.G_q = None
         if spec.blur == "generator":
@@ -179,12 +184,21 @@ class DegradationPipeline(nn.Module):
                 q, m_q = self.G_q(lat["z_q"] if spec.jpeg == "generator" else n)
                 if spec.jpeg == "generator":
                     out.ds_outputs["G_q"] = torch.stack([q / 100, m_q], 1)
-            # decoded like a file (multiples of 1/255), then mapped exactly like real pixels (models/pixels.py)
-            y_hat = levels_to_model(diff_jpeg(model_to_unit(h, self.dequantize), q) * 255, lat.get("deq"),
-                                    self.dequantize)
+            y_hat = self._jpeg(h, q.detach() if self.q_grad == "fd" else q, lat.get("deq"))
             m = m_q.view(-1, 1, 1, 1)
             h = m * y_hat + (1 - m) * h
             out.q, out.m_q = q, m_q
             out.stats["q"], out.stats["m_q"] = q.detach(), m_q.detach()
         out.y = h.clamp(-1, 1)
         return out
+
+    def _jpeg(self, u: torch.Tensor, q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
+        """psi(u, q): decoded like a file (multiples of 1/255), then mapped exactly like real pixels (models/pixels.py)."""
+        return levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q) * 255, deq, self.dequantize)
+
+    @torch.no_grad()
+    def degrade_at_quality(self, out: PipelineOutput, q: torch.Tensor, lat: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The degraded fake of `out` recomputed with qualities q (same u, mask and dequantisation noise), for
+        finite differences of a loss in q."""
+        m = out.m_q.view(-1, 1, 1, 1)
+        return (m * self._jpeg(out.u, q, lat.get("deq")) + (1 - m) * out.u).clamp(-1, 1)

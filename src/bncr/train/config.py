@@ -35,6 +35,8 @@ class TrainConfig:
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
     noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson
     mask_init: float = 0.5           # initial m_k and m_q
+    q_grad: str = "ste"              # gradient reaching q: "ste" through the diff. JPEG | "fd" finite differences of G_adv
+    q_fd_step: float = 5.0           # half-step (quality units) of the "fd" estimate
     q_param: str = "sigmoid"         # G_q's q: "sigmoid" 100*sigmoid(l) | "clamp" 50+50l in [2, 100], gradient kept at the bounds
     # --- optimisation (NR-GAN defaults)
     batch: int = 64                  # D batch (real and fake); summed over all ranks
