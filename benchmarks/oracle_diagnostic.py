@@ -110,7 +110,8 @@ def evaluate(snapshot: Path, setting: str, tr: dict, seed: int = 123) -> dict:
                  q_std=float(qe[sel].std()) if sel.any() else float("nan"),
                  q_mean_all=float(qe.mean()), q_std_all=float(qe.std()),
                  true_q_mean=float(qt.mean()), true_q_std=float(qt.std()),
-                 w1_masked=w1(qe[sel], qt), w1_weighted=w1(qe, qt, m), w1_point80=w1(np.array([80.0]), qt))
+                 w1_masked=w1(qe[sel], qt) if sel.any() else float("inf"),  # no compressed sample: fails
+                 w1_weighted=w1(qe, qt, m), w1_point80=w1(np.array([80.0]), qt))
         r["pass"] = bool(r["w1_masked"] <= TOL["J"])
         r["_raw"] = {"q": qe, "m_q": m}
     else:
