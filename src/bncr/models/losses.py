@@ -12,9 +12,14 @@ def d_loss_nonsaturating(real_logits: torch.Tensor, fake_logits: torch.Tensor) -
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
+def g_loss_per_image(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(y^g) per image, shape (N,) (D scores images independently)."""
+    return F.softplus(-fake_logits).flatten()
+
+
 def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
-    """-log D(y^g) (non-saturating generator loss)."""
-    return F.softplus(-fake_logits).mean()
+    """-log D(y^g) (non-saturating generator loss), mean over the batch."""
+    return g_loss_per_image(fake_logits).mean()
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -184,21 +184,21 @@ class DegradationPipeline(nn.Module):
                 q, m_q = self.G_q(lat["z_q"] if spec.jpeg == "generator" else n)
                 if spec.jpeg == "generator":
                     out.ds_outputs["G_q"] = torch.stack([q / 100, m_q], 1)
-            y_hat = self._jpeg(h, q.detach() if self.q_grad == "fd" else q, lat.get("deq"))
-            m = m_q.view(-1, 1, 1, 1)
-            h = m * y_hat + (1 - m) * h
+            h = self._compress(h, q.detach() if self.q_grad == "fd" else q, m_q, lat.get("deq"))
             out.q, out.m_q = q, m_q
             out.stats["q"], out.stats["m_q"] = q.detach(), m_q.detach()
         out.y = h.clamp(-1, 1)
         return out
 
-    def _jpeg(self, u: torch.Tensor, q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
-        """psi(u, q): decoded like a file (multiples of 1/255), then mapped exactly like real pixels (models/pixels.py)."""
-        return levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q) * 255, deq, self.dequantize)
+    def _compress(self, u: torch.Tensor, q: torch.Tensor, m_q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
+        """Eq. 5: m_q psi(u, q) + (1 - m_q) u, with psi decoded like a file (multiples of 1/255) and mapped exactly
+        like real pixels (models/pixels.py)."""
+        y_hat = levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q) * 255, deq, self.dequantize)
+        m = m_q.view(-1, 1, 1, 1)
+        return m * y_hat + (1 - m) * u
 
     @torch.no_grad()
     def degrade_at_quality(self, out: PipelineOutput, q: torch.Tensor, lat: dict[str, torch.Tensor]) -> torch.Tensor:
         """The degraded fake of `out` recomputed with qualities q (same u, mask and dequantisation noise), for
-        finite differences of a loss in q."""
-        m = out.m_q.view(-1, 1, 1, 1)
-        return (m * self._jpeg(out.u, q, lat.get("deq")) + (1 - m) * out.u).clamp(-1, 1)
+        finite differences of a loss in q. JPEG is the last stage, so this is the forward's JPEG stage and clamp."""
+        return self._compress(out.u, q, out.m_q, lat.get("deq")).clamp(-1, 1)

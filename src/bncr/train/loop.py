@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from typing import Any, Optional
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import open_dataset
@@ -28,7 +26,7 @@ from ..degradations.settings import Setting, get_setting
 from ..errors import UserError
 from ..io import atomic_path, atomic_write_text, ensure_writable_dir
 from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, d_loss_nonsaturating,
-                             diversity_sensitive, g_loss_nonsaturating, r1_penalty)
+                             diversity_sensitive, g_loss_nonsaturating, g_loss_per_image, r1_penalty)
 from ..models.pipeline import DegradationPipeline
 from ..models.pixels import levels_to_model
 from ..models.registry import ModelSpec, get_model
@@ -331,8 +329,8 @@ class Trainer:
         h, q = self.cfg.q_fd_step, out.q.detach()
         hi, lo = (q + h).clamp(max=100.0), (q - h).clamp(min=1.0)
         with torch.no_grad():
-            l_hi = F.softplus(-self.nets.D_y(self.nets.pipe.degrade_at_quality(out, hi, lat))).flatten()
-            l_lo = F.softplus(-self.nets.D_y(self.nets.pipe.degrade_at_quality(out, lo, lat))).flatten()
+            l_hi = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, hi, lat)))
+            l_lo = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, lo, lat)))
             slope = (l_hi - l_lo) / (hi - lo).clamp_min(1e-6)
         return (slope * out.q).sum() / q.numel()
 
