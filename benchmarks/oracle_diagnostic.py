@@ -7,7 +7,7 @@ joint game with G_x. It is not a valid training run of any model.
 
 Usage:
     python benchmarks/oracle_diagnostic.py --setting B|J|noise [--iters N] [--out /work/runs/oracle]
-        [--name NAME] [--set k=v ...] [--fig-dir docs/img]
+        [--name NAME] [--set k=v ...] [--fig-dir docs/img] [--resume]
     python benchmarks/oracle_diagnostic.py --eval-only RUN_DIR [--fig-dir docs/img]
 
 Criteria (issue):
@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override")
     ap.add_argument("--eval-only", metavar="RUN", help="evaluate an existing run directory")
     ap.add_argument("--fig-dir", help="where to write oracle-*.png (default: the run directory)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run directory's training state (e.g. to a larger --iters)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     fig_dir = Path(a.fig_dir) if a.fig_dir else None
@@ -282,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("oracle_clean=false makes this not an oracle diagnostic")
         run = Path(a.out) / (a.name or a.setting)
         t0 = time.time()
-        train(cfg, run, progress=False)
-        (run / "wall.json").write_text(json.dumps({"wall_s": time.time() - t0, "iters": cfg.iters,
+        train(cfg, run, resume="auto" if a.resume else None, progress=False)
+        (run / "wall.json").write_text(json.dumps({"wall_s": time.time() - t0, "iters": cfg.iters, "resumed": a.resume,
                                                    "loadavg_end": os.getloadavg()}) + "\n")
         eval_run(run, fig_dir)
         return 0

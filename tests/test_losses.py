@@ -7,6 +7,7 @@ from bncr.degradations.settings import get_setting
 from bncr.models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, diversity_sensitive,
                                 r1_penalty)
 from bncr.models.pipeline import DegradationPipeline
+from bncr.errors import UserError
 from bncr.models.registry import MODELS, get_model
 from bncr.nets.degradation_generators import identity_kernel
 
@@ -62,6 +63,19 @@ def test_diversity_sensitive_sign_and_scale():
     # identical outputs for different z give 0 (no diversity), the maximum of L_DS
     same = torch.zeros(8, 3)
     assert diversity_sensitive(same, z).item() == 0
+
+
+def test_diversity_sensitive_tau_bounds_each_pair():
+    z = torch.ones(4, 2)
+    z[2:] = -1.0                                  # |z_i - z_i'| = 2 for both pairs
+    out = torch.tensor([[0.0], [0.0], [1.0], [8.0]], requires_grad=True)   # ratios 0.5 and 4
+    assert diversity_sensitive(out, z).item() == pytest.approx(-(0.5 + 4.0) / 2)
+    ds = diversity_sensitive(out, z, tau=1.0)
+    assert ds.item() == pytest.approx(-(0.5 + 1.0) / 2)
+    ds.backward()
+    # the pair beyond tau gets no gradient (no more reward for spreading it); the other one does
+    assert out.grad[1, 0] == 0 and out.grad[3, 0] == 0
+    assert out.grad[0, 0] != 0 and out.grad[2, 0] != 0
 
 
 def test_r1_penalty_matches_analytic_gradient():
@@ -134,3 +148,16 @@ def test_known_stage_reproduces_true_simulator_distribution():
     assert abs(pipe.bank.compressed.mean().item() - 0.25) < 0.1
     q = pipe.bank.q[pipe.bank.compressed > 0]
     assert q.min() >= 60 and q.max() <= 100
+
+
+@pytest.mark.parametrize("ds_ab", ["std", "logvar"])
+def test_noise_head_ds_output_space(ds_ab):
+    """ds_ab picks what the DS term spreads for the (a, b) noise head: stds or log-variances."""
+    pipe = _pipe("nr-gan", "noise", ds_ab=ds_ab)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    out = pipe(x, pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
+    ab = torch.stack([out.stats["noise_a"], out.stats["noise_b"]], 1)
+    want = ab.log() if ds_ab == "logvar" else ab.sqrt()
+    assert torch.allclose(out.ds_outputs["G_n"], want)
+    with pytest.raises(UserError, match="ds_ab"):
+        _pipe("nr-gan", "noise", ds_ab="var")

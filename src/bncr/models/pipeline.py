@@ -78,7 +78,8 @@ class DegradationPipeline(nn.Module):
     def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = 128,
                  kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "poisson",
                  noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096,
-                 dequantize: bool = True, q_param: str = "sigmoid", q_grad: str = "ste"):
+                 dequantize: bool = True, q_param: str = "sigmoid", q_grad: str = "ste",
+                 ds_ab: str = "std"):
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
         self.dequantize = bool(dequantize)
@@ -94,6 +95,11 @@ class DegradationPipeline(nn.Module):
         if noise_gen not in ("ab", "map"):
             raise UserError(f"noise_gen must be 'ab' or 'map', got {noise_gen!r}")
         self.noise_gen, self.noise_prior = noise_gen, noise_prior
+        if ds_ab not in ("std", "logvar"):
+            raise UserError(f"ds_ab must be 'std' or 'logvar', got {ds_ab!r}")
+        # What the DS term spreads for the (a, b) head: the noise stds sqrt(a), sqrt(b), or the head's
+        # own log-variances (scale-free: the same reward for a spread in every decade of a and b).
+        self.ds_ab = ds_ab
         if q_grad not in ("ste", "fd"):
             raise UserError(f"q_grad must be 'ste' or 'fd', got {q_grad!r}")
         # "fd": no gradient reaches q through the differentiable JPEG; the training loop supplies a finite-
@@ -164,7 +170,8 @@ class DegradationPipeline(nn.Module):
                     a, b = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
                     out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
                     if spec.noise == "generator":
-                        out.ds_outputs["G_n"] = torch.stack([a.sqrt(), b.sqrt()], 1)
+                        ab = torch.stack([a, b], 1)
+                        out.ds_outputs["G_n"] = ab.log() if self.ds_ab == "logvar" else ab.sqrt()
                 nz = 2 * generated_noise(x01, torch.stack([a, b], 1), "brooks", eps=eps)
             else:
                 # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior

@@ -116,7 +116,7 @@ def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: 
     pipe = DegradationPipeline(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size,
                                noise_gen=cfg.noise_gen, noise_prior=cfg.noise_prior, noise_width=cfg.width,
                                mask_init=cfg.mask_init, data_seed=cfg.data_seed, dequantize=cfg.dequantize,
-                               q_param=cfg.q_param, q_grad=cfg.q_grad)
+                               q_param=cfg.q_param, q_grad=cfg.q_grad, ds_ab=cfg.ds_ab)
     return Nets(G_x, D_y, pipe, copy.deepcopy(G_x).eval().requires_grad_(False),
                 copy.deepcopy(pipe).eval().requires_grad_(False))
 
@@ -148,6 +148,8 @@ class Trainer:
         self.setting = get_setting(cfg.setting)
         if cfg.iters < 1:
             raise UserError(f"--iters must be >= 1, got {cfg.iters}")
+        if cfg.ds < 0 or cfg.ds_tau < 0:
+            raise UserError(f"ds and ds_tau must be >= 0, got ds={cfg.ds}, ds_tau={cfg.ds_tau}")
         if cfg.batch % self.d.world:
             raise UserError(f"batch {cfg.batch} is not divisible by the {self.d.world} ranks")
         self.out = Path(out)
@@ -292,7 +294,7 @@ class Trainer:
             terms["G_q_fd"] = self._q_fd_surrogate(out, lat)
         if cfg.ds > 0:
             for name, o in out.ds_outputs.items():
-                terms[f"{name}_ds"] = cfg.ds * diversity_sensitive(o, lat["z" + name[1:]])
+                terms[f"{name}_ds"] = cfg.ds * diversity_sensitive(o, lat["z" + name[1:]], tau=cfg.ds_tau)
         spec = n.pipe.spec
         if spec.ac_blur and cfg.ac > 0 and out.k is not None:
             terms["AC_blur"] = cfg.ac * adaptive_consistency(out.x, out.x_blur, ac_blur_weight(out.k, cfg.mu_k))
