@@ -49,6 +49,8 @@ def test_every_model_trains_five_iterations(model, tmp_path):
         assert 0 < rows[-1]["q_mean"] < 100 and (out / "images" / "quality-000005.png").is_file()
     if model in ("bncr-gan", "cr-gan-ac"):
         assert "AC_comp" in rows[-1]
+    if model in ("bncr-gan", "br-gan-ac"):
+        assert "AC_blur" in rows[-1]
 
 
 def test_sample_and_load_generator(tmp_path):

@@ -57,6 +57,8 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
               "auto-parameter", "auto-parameter", "auto-parameter"),
     ModelSpec("br-gan", "blur-kernel generator G_k with mask (Eq. 3)", blur="generator"),
     ModelSpec("br-gan-nomask", "BR-GAN without the kernel mask", blur="generator", blur_mask=False),
+    ModelSpec("br-gan-ac", "BR-GAN with the blur consistency loss (Eq. 7; our diagnostic, like footnote 9)",
+              blur="generator", ac_blur=True),
     ModelSpec("nr-gan", "noise generator G_n (NR-GAN)", noise="generator"),
     ModelSpec("cr-gan", "quality generator G_q with mask (Eq. 5), differentiable JPEG", jpeg="generator"),
     ModelSpec("cr-gan-nomask", "CR-GAN without the compression mask", jpeg="generator", jpeg_mask=False),
