@@ -38,6 +38,9 @@ def test_ac_gradient_only_through_left_term():
     expect = 2 * w.detach().view(-1, 1, 1, 1) * (before.detach() - after.detach()) / P / 4
     torch.testing.assert_close(before.grad, expect)
     assert src.grad is None or torch.all(src.grad == 0)   # no gradient into the weight's source
+    # norm="sum" is the squared L2 norm of Eq. 7-8: P times the per-value mean
+    summed = adaptive_consistency(before.detach(), after, w.detach(), norm="sum")
+    assert summed.item() == pytest.approx(P * loss.item(), rel=1e-5)
 
 
 def test_ac_no_gradient_into_degraded_term():

@@ -56,11 +56,17 @@ def ac_comp_weight(q: torch.Tensor, mu_q: float) -> torch.Tensor:
     return torch.exp(-mu_q * (100.0 - q) / 100.0)
 
 
-def adaptive_consistency(before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """mean_i w_i ||before_i - after_i||^2 (mean over pixels), gradient only through `before`.
+def adaptive_consistency(before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor,
+                         norm: str = "mean") -> torch.Tensor:
+    """mean_i w_i ||before_i - after_i||^2, gradient only through `before`.
 
+    norm="sum": the squared L2 norm over the image's values, as Eq. 7-8 write it; norm="mean": the
+    same divided by the number of values (3,072 at 32x32 RGB), i.e. a 3,072x weaker term.
     The weight and the degraded image `after` are detached: the adversarial loss regularises the
     degraded image, the AC loss only the image before the irreversible process (paper Sec. 6).
     """
-    se = (before - after.detach()).pow(2).flatten(1).mean(1)
+    if norm not in ("sum", "mean"):
+        raise ValueError(f"norm must be 'sum' or 'mean', got {norm!r}")
+    se = (before - after.detach()).pow(2).flatten(1)
+    se = se.sum(1) if norm == "sum" else se.mean(1)
     return (weight.detach() * se).mean()

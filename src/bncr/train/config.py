@@ -53,6 +53,7 @@ class TrainConfig:
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator
     ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
+    ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
     mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
     mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
     dequantize: bool = True          # real pixels + U[0, 1/128) as in NR-GAN

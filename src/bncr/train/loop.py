@@ -148,6 +148,8 @@ class Trainer:
         self.setting = get_setting(cfg.setting)
         if cfg.iters < 1:
             raise UserError(f"--iters must be >= 1, got {cfg.iters}")
+        if cfg.ac_norm not in ("sum", "mean"):
+            raise UserError(f"ac_norm must be 'sum' or 'mean', got {cfg.ac_norm!r}")
         if cfg.ds < 0 or cfg.ds_tau < 0:
             raise UserError(f"ds and ds_tau must be >= 0, got ds={cfg.ds}, ds_tau={cfg.ds_tau}")
         if cfg.batch % self.d.world:
@@ -297,9 +299,11 @@ class Trainer:
                 terms[f"{name}_ds"] = cfg.ds * diversity_sensitive(o, lat["z" + name[1:]], tau=cfg.ds_tau)
         spec = n.pipe.spec
         if spec.ac_blur and cfg.ac > 0 and out.k is not None:
-            terms["AC_blur"] = cfg.ac * adaptive_consistency(out.x, out.x_blur, ac_blur_weight(out.k, cfg.mu_k))
+            terms["AC_blur"] = cfg.ac * adaptive_consistency(out.x, out.x_blur, ac_blur_weight(out.k, cfg.mu_k),
+                                                                 cfg.ac_norm)
         if spec.ac_comp and cfg.ac > 0 and out.q is not None:
-            terms["AC_comp"] = cfg.ac * adaptive_consistency(out.u, out.y, ac_comp_weight(out.q, cfg.mu_q))
+            terms["AC_comp"] = cfg.ac * adaptive_consistency(out.u, out.y, ac_comp_weight(out.q, cfg.mu_q),
+                                                                 cfg.ac_norm)
         _check_finite(terms, self.it)
         self.opt_G.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
