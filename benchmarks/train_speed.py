@@ -5,6 +5,13 @@ reported as medians and as the ratio to `gan`. Usage:
 
     python benchmarks/train_speed.py                       # paper nets (width 128, batch 64) + CPU widths
     python benchmarks/train_speed.py --configs 32:32 --models gan,bncr-gan --steps 20
+    python benchmarks/train_speed.py --count-ops              # tensor operations per step instead of time
+
+--count-ops counts the tensor operations one training step dispatches (forward, backward, optimiser;
+views and other metadata-only operations excluded). Each one is at least one kernel launch on a GPU,
+where at 32x32 the step is launch-bound (docs/train-speed.md), so their ratio to `gan` is a
+deterministic stand-in for the GPU time ratio that any machine can measure. Adam is counted with
+foreach=True, as it runs on a GPU.
 """
 from __future__ import annotations
 
@@ -14,8 +21,10 @@ import platform
 import statistics
 import tempfile
 import time
+from collections import Counter
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bncr.train.config import TrainConfig
 from bncr.train.loop import Trainer
@@ -27,6 +36,41 @@ def make_trainer(model: str, width: int, batch: int, setting: str, out: str, thr
     return Trainer(cfg, os.path.join(out, f"{model}-{width}-{batch}"), progress=False)
 
 
+# Operations that only make a new view of a tensor (no kernel on a GPU).
+_META_OPS = {"detach", "view", "t", "transpose", "expand", "unsqueeze", "select", "_unsafe_view", "as_strided",
+             "slice", "permute", "squeeze", "alias", "reshape", "unbind", "split", "split_with_sizes",
+             "lift_fresh", "unfold", "_reshape_alias"}
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts dispatched tensor operations by name (metadata-only ones excluded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in _META_OPS:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(trainer: Trainer) -> int:
+    """Tensor operations of one training step (after a warm-up step that builds cached constants).
+
+    Adam runs with foreach=True, its default on GPUs (a few multi-tensor operations instead of a loop
+    over parameters), whatever the machine.
+    """
+    for opt in (trainer.opt_G, trainer.opt_D):
+        for group in opt.param_groups:
+            group["foreach"] = True
+    trainer.step()
+    with OpCounter() as c:
+        trainer.step()
+    return sum(c.ops.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="128:64,32:32,16:32", help="width:batch pairs")
@@ -34,8 +78,20 @@ def main() -> None:
     ap.add_argument("--setting", default="N")
     ap.add_argument("--steps", type=int, default=10, help="timed rounds per model (after 2 warm-up steps)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--count-ops", action="store_true", help="count tensor operations per step instead of timing")
     args = ap.parse_args()
     models = args.models.split(",")
+    if args.count_ops:
+        print(f"torch {torch.__version__}; setting {args.setting}; tensor operations per training step\n")
+        print("| width | D batch | model | ops per step | ratio to gan |")
+        print("|---|---|---|---|---|")
+        with tempfile.TemporaryDirectory() as tmp:
+            for pair in args.configs.split(","):
+                width, batch = map(int, pair.split(":"))
+                counts = {m: count_ops(make_trainer(m, width, batch, args.setting, tmp, args.threads)) for m in models}
+                for m in models:
+                    print(f"| {width} | {batch} | {m} | {counts[m]} | {counts[m] / counts[models[0]]:.2f} |", flush=True)
+        return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     print(f"setting {args.setting}; G batch = 2 x D batch; R1 every step\n")

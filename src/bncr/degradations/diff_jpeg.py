@@ -110,6 +110,11 @@ _CR_R, _CR_G, _CR_B = 32768.0, -27439.0, -5329.0
 # jdcolor.c
 _R_CR, _G_CB, _G_CR, _B_CB = 91881.0, -22554.0, -46802.0, 116130.0
 
+# (out channel, in channel) matrices of the two colour transforms, and their rounding offsets.
+_RGB_TO_YCC = ((_Y_R, _Y_G, _Y_B), (_CB_R, _CB_G, _CB_B), (_CR_R, _CR_G, _CR_B))
+_YCC_OFFSET = (_HALF / _ONE, (_HALF - 1.0) / _ONE, (_HALF - 1.0) / _ONE)
+_CBCR_TO_RGB_OFF = ((0.0, _R_CR), (_G_CB, _G_CR), (_B_CB, 0.0))
+
 _CACHE: dict = {}
 
 
@@ -196,6 +201,9 @@ def _constants(device: torch.device, dtype: torch.dtype) -> dict:
             "f2_scale": torch.where(even, 2.0**-2, 2.0**-15).repeat_interleave(8).to(device),
             "base": torch.tensor((_LUMA_BASE, _CHROMA_BASE), dtype=dtype).view(1, 2, 8, 8).to(device),
             "bias": torch.tensor((1.0, 2.0), dtype=dtype).to(device),
+            "rgb2ycc": torch.tensor(_RGB_TO_YCC, dtype=dtype).to(device),
+            "ycc_off": torch.tensor(_YCC_OFFSET, dtype=dtype).view(1, 3, 1, 1).to(device),
+            "cbcr2rgb": torch.tensor(_CBCR_TO_RGB_OFF, dtype=dtype).to(device),
         }
         _CACHE[key] = m
     return m
@@ -280,29 +288,28 @@ def _from_blocks(blocks: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return blocks.reshape(b, h // 8, w // 8, 8, 8).permute(0, 1, 3, 2, 4).reshape(b, h, w)
 
 
-def _codec_plane(plane: torch.Tensor, table: torch.Tensor, mode: str, islow: bool = True,
-                 q_rule: str = "residual") -> torch.Tensor:
-    """Encode+decode sample planes (N, P, H, W) in 0..255 (H, W multiples of 8) with tables (N, 64).
+def _codec_blocks(blocks: torch.Tensor, qt: torch.Tensor, mode: str, islow: bool = True,
+                  q_rule: str = "residual") -> torch.Tensor:
+    """Encode+decode 8x8 blocks (N, B, 64) of samples - 128 with per-block tables qt (N, B, 64).
 
-    P planes share one table per image (P = 1 for Y, 2 for Cb, Cr). In "ste" mode the forward value
-    is libjpeg's ISLOW DCT / quantisation / ISLOW IDCT in exact integer arithmetic (islow=False:
-    float DCT, for the ablation in benchmarks/degradation_ops.py); the gradient is that of the
-    float orthonormal DCT with the q-rule of the module docstring ("residual"; the alternatives
-    "nonzero" and "exact" exist for the benchmark's comparison only).
+    All blocks of an image (luma and chroma) go through one call, so the stage costs the same number
+    of tensor operations (GPU kernel launches) whatever the number of planes. In "ste" mode the
+    forward value is libjpeg's ISLOW DCT / quantisation / ISLOW IDCT in exact integer arithmetic
+    (islow=False: float DCT, for the ablation in benchmarks/degradation_ops.py); the gradient is that
+    of the float orthonormal DCT with the q-rule of the module docstring ("residual"; the
+    alternatives "nonzero" and "exact" exist for the benchmark's comparison only). Returns the
+    decoded samples (N, B, 64) in 0..255.
     """
-    n, p, h, w = plane.shape
-    m = _constants(plane.device, plane.dtype)
-    blocks = _to_blocks((plane - 128.0).reshape(n * p, h, w))  # (N*P, B, 64)
+    m = _constants(blocks.device, blocks.dtype)
     coef = blocks @ m["dct"].t()
-    qt = table.repeat_interleave(p, dim=0).unsqueeze(1)  # (N*P, 1, 64)
     if mode == "ste":
         if islow:
             qt_hard = qt.detach().double()
             c8 = _islow_fdct(blocks.detach().double(), m)  # 8 x DCT, integer
             k = torch.sign(c8) * torch.floor((c8.abs() + 4.0 * qt_hard) / (8.0 * qt_hard))
-            resid = (k - c8 / (8.0 * qt_hard)).to(plane.dtype)  # round(c/Q) - c/Q with libjpeg's c
-            rec_hard = (_islow_idct(k * qt_hard, m) + 128.0).to(plane.dtype)
-            k = k.to(plane.dtype)
+            resid = (k - c8 / (8.0 * qt_hard)).to(blocks.dtype)  # round(c/Q) - c/Q with libjpeg's c
+            rec_hard = (_islow_idct(k * qt_hard, m) + 128.0).to(blocks.dtype)
+            k = k.to(blocks.dtype)
         else:
             u = coef.detach() / qt.detach()
             k = _round_half_away(u)
@@ -324,7 +331,7 @@ def _codec_plane(plane: torch.Tensor, table: torch.Tensor, mode: str, islow: boo
         else:
             deq = coef
         rec = deq @ m["dct"] + 128.0
-    return _from_blocks(rec.clamp(0.0, 255.0), h, w).reshape(n, p, h, w)
+    return rec.clamp(0.0, 255.0)
 
 
 def _fancy_upsample(c: torch.Tensor, h_real: int, w_real: int, hard: bool) -> torch.Tensor:
@@ -408,22 +415,19 @@ def _codec(x: torch.Tensor, quality, rounding: str, details: frozenset, q_rule: 
     he = h + h % 2 if "bottom_pad" in details else hp
     if he != h or wp != w:
         v = F.pad(v, (0, wp - w, 0, he - h), mode="replicate")
-    r, g, b = v[:, 0], v[:, 1], v[:, 2]
+    m = _constants(v.device, v.dtype)
 
-    # 2. RGB -> YCbCr (jccolor.c). Integer-valued float32 arithmetic is exact here (< 2^24).
-    y = (_Y_R * r + _Y_G * g + _Y_B * b) / _ONE
-    cb = (_CB_R * r + _CB_G * g + _CB_B * b) / _ONE
-    cr = (_CR_R * r + _CR_G * g + _CR_B * b) / _ONE
+    # 2. RGB -> YCbCr (jccolor.c) as one contraction over the channels. Every product and partial sum
+    # is an integer below 2^24 in magnitude, so float32 is exact in any summation order.
+    ycc = torch.einsum("ck,nkhw->nchw", m["rgb2ycc"], v) / _ONE
     if hard("round_ycc"):
-        y = _st(torch.floor(y.detach() + _HALF / _ONE), y)
-        cb = _st(torch.floor(cb.detach() + (_HALF - 1.0) / _ONE), cb)
-        cr = _st(torch.floor(cr.detach() + (_HALF - 1.0) / _ONE), cr)
-    cbcr = torch.stack((cb, cr), dim=1) + 128.0  # (N, 2, He, Wp)
+        ycc = _st(torch.floor(ycc.detach() + m["ycc_off"]), ycc)
+    y, cbcr = ycc[:, 0], ycc[:, 1:] + 128.0  # (N, He, Wp), (N, 2, He, Wp)
 
     # 4. 4:2:0 downsampling (h2v2_downsample): (sum of 2x2 + bias) >> 2, bias 1, 2, 1, 2, ...
     s = cbcr.reshape(n, 2, he // 2, 2, wp // 2, 2).sum(dim=(3, 5))
     if hard("round_down"):
-        bias = _constants(v.device, v.dtype)["bias"].repeat(wp // 4)
+        bias = m["bias"].repeat(wp // 4)
         cbcr = _st(torch.floor((s.detach() + bias) / 4.0), s / 4.0)
     else:
         cbcr = s / 4.0
@@ -431,11 +435,16 @@ def _codec(x: torch.Tensor, quality, rounding: str, details: frozenset, q_rule: 
         cbcr = torch.cat((cbcr, cbcr[:, :, -1:].expand(-1, -1, (hp - he) // 2, -1)), dim=2)
         y = torch.cat((y, y[:, -1:].expand(-1, hp - he, -1)), dim=1)
 
-    # 5-6. DCT, quantisation, dequantisation, IDCT per plane.
+    # 5-6. DCT, quantisation, dequantisation, IDCT: the Y blocks and both chroma planes' blocks of an
+    # image in one batch, each block with its table (luma or chroma).
     tables = jpeg_quant_tables(q).reshape(n, 2, 64)
-    islow = "islow" in details
-    y = _codec_plane(y.unsqueeze(1), tables[:, 0], rounding, islow, q_rule)[:, 0, :h, :w]
-    cbcr = _codec_plane(cbcr, tables[:, 1], rounding, islow, q_rule)
+    by, bc = (hp // 8) * (wp // 8), (hp // 16) * (wp // 16)
+    blocks = torch.cat((_to_blocks(y - 128.0), _to_blocks((cbcr - 128.0).reshape(n * 2, hp // 2, wp // 2))
+                        .reshape(n, 2 * bc, 64)), dim=1)
+    qt = torch.cat((tables[:, :1].expand(n, by, 64), tables[:, 1:].expand(n, 2 * bc, 64)), dim=1)
+    rec = _codec_blocks(blocks, qt, rounding, "islow" in details, q_rule)
+    y = _from_blocks(rec[:, :by], hp, wp)[:, :h, :w]
+    cbcr = _from_blocks(rec[:, by:].reshape(n * 2, bc, 64), hp // 2, wp // 2).reshape(n, 2, hp // 2, wp // 2)
 
     # 7. Fancy upsampling on the real chroma size, crop to H x W. libjpeg falls back to plain 2x2
     # replication when the downsampled width is <= 2 (jdsample.c), so do we.
@@ -445,15 +454,10 @@ def _codec(x: torch.Tensor, quality, rounding: str, details: frozenset, q_rule: 
         cbcr = cbcr.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)[:, :, :h, :w]
 
     # 8. YCbCr -> RGB (jdcolor.c tables), clamp, / 255.
-    dcb, dcr = cbcr[:, 0] - 128.0, cbcr[:, 1] - 128.0
-    r_off = _R_CR * dcr / _ONE
-    g_off = (_G_CB * dcb + _G_CR * dcr) / _ONE
-    b_off = _B_CB * dcb / _ONE
+    off = torch.einsum("ck,nkhw->nchw", m["cbcr2rgb"], cbcr - 128.0) / _ONE
     if hard("round_rgb"):
-        r_off = _st(torch.floor(r_off.detach() + _HALF / _ONE), r_off)
-        g_off = _st(torch.floor(g_off.detach() + _HALF / _ONE), g_off)
-        b_off = _st(torch.floor(b_off.detach() + _HALF / _ONE), b_off)
-    rgb = torch.stack((y + r_off, y + g_off, y + b_off), dim=1).clamp(0.0, 255.0)
+        off = _st(torch.floor(off.detach() + _HALF / _ONE), off)
+    rgb = (y.unsqueeze(1) + off).clamp(0.0, 255.0)
     if ste and "round_rgb" not in details:
         rgb = _st(_round_half_up(rgb.detach()), rgb)  # the decoder's output is uint8 regardless
     return (rgb / 255.0).to(out_dtype)

@@ -123,11 +123,16 @@ def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: 
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), live.parameters()):
-        e.lerp_(p, 1.0 - decay)
+    # one multi-tensor operation instead of one per parameter (kernel launches on a GPU)
+    e, p = list(ema.parameters()), list(live.parameters())
+    if e:
+        torch._foreach_lerp_(e, p, 1.0 - decay)
 
 
 def _check_finite(terms: dict[str, torch.Tensor], it: int) -> None:
+    # one fused check (one GPU sync per call); the slow path finds the term to name
+    if bool(torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()):
+        return
     for name, v in terms.items():
         if not torch.isfinite(v).all():
             raise TrainingDiverged(f"loss term {name} became {v.item()} at iteration {it}; "
