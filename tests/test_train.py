@@ -216,3 +216,14 @@ def test_q_fd_surrogate_gives_each_q_the_finite_difference_slope(tmp_path):
     torch.testing.assert_close(g_fd, expect)
     # and the recomputed fake at the same q is the forward's fake
     torch.testing.assert_close(n.pipe.degrade_at_quality(out, q, lat), out.y.detach())
+
+
+def test_stored_configs_keep_the_defaults_they_were_trained_with():
+    """q_param / q_grad defaults changed (clamp / fd); a stored config without them was trained with the old
+    ones (sigmoid / ste) and must be rebuilt with those, or a snapshot would load a different G_q."""
+    assert (TrainConfig().q_param, TrainConfig().q_grad) == ("clamp", "fd")
+    old = TrainConfig().to_dict()
+    del old["q_param"], old["q_grad"]
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.q_param, cfg.q_grad) == ("sigmoid", "ste")
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()

@@ -35,9 +35,9 @@ class TrainConfig:
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
     noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson
     mask_init: float = 0.5           # initial m_k and m_q
-    q_grad: str = "ste"              # gradient reaching q: "ste" through the diff. JPEG | "fd" finite differences of G_adv
+    q_grad: str = "fd"               # gradient reaching q: "fd" finite differences of G_adv | "ste" through the diff. JPEG
     q_fd_step: float = 5.0           # half-step (quality units) of the "fd" estimate
-    q_param: str = "sigmoid"         # G_q's q: "sigmoid" 100*sigmoid(l) | "clamp" 50+50l in [2, 100], gradient kept at the bounds
+    q_param: str = "clamp"           # G_q's q: "clamp" 50+50l in [2, 100], gradient kept at the bounds | "sigmoid" 100*sigmoid(l)
     # --- optimisation (NR-GAN defaults)
     batch: int = 64                  # D batch (real and fake); summed over all ranks
     g_batch_mult: int = 2            # G batch = g_batch_mult * batch
@@ -67,11 +67,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """A stored config; keys it lacks take the value they had when it was written (LEGACY_DEFAULTS)."""
         known = {f.name for f in fields(cls)}
         bad = sorted(set(d) - known)
         if bad:
             raise UserError(f"unknown config key(s) {', '.join(bad)}")
-        return cls(**d)
+        return cls(**{**LEGACY_DEFAULTS, **d})
 
     def override(self, assignments: list[str]) -> "TrainConfig":
         """Apply `key=value` strings (values parsed by the field's type; 'none' for None)."""
@@ -86,6 +87,10 @@ class TrainConfig:
             setattr(new, key, _parse(raw.strip(), hints[key], key))
         return new
 
+
+# Options whose default changed: a stored config without the key was trained with these values.
+# q_param / q_grad: "sigmoid" / "ste" until the fourth session (docs/oracle-diagnostic.md says why they changed).
+LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste"}
 
 # Named option sets. "paper": NR-GAN / BNCR-GAN defaults (the dataclass defaults). "cpu": narrow nets
 # and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
