@@ -30,9 +30,10 @@ from bncr.train.config import TrainConfig
 from bncr.train.loop import Trainer
 
 
-def make_trainer(model: str, width: int, batch: int, setting: str, out: str, threads: int) -> Trainer:
+def make_trainer(model: str, width: int, batch: int, setting: str, out: str, threads: int,
+                 overrides: tuple[str, ...] = ()) -> Trainer:
     cfg = TrainConfig(model=model, setting=setting, width=width, batch=batch, count=256, iters=10**9,
-                      tick=10**9, image_every=10**9, snap_every=10**9, threads=threads)
+                      tick=10**9, image_every=10**9, snap_every=10**9, threads=threads).override(list(overrides))
     return Trainer(cfg, os.path.join(out, f"{model}-{width}-{batch}"), progress=False)
 
 
@@ -79,28 +80,30 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed rounds per model (after 2 warm-up steps)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--count-ops", action="store_true", help="count tensor operations per step instead of timing")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="TrainConfig override for every model (e.g. q_grad=ste)")
     args = ap.parse_args()
     models = args.models.split(",")
     if args.count_ops:
-        print(f"torch {torch.__version__}; setting {args.setting}; tensor operations per training step\n")
+        print(f"torch {torch.__version__}; setting {args.setting}; options {args.set}; tensor operations per step\n")
         print("| width | D batch | model | ops per step | ratio to gan |")
         print("|---|---|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
             for pair in args.configs.split(","):
                 width, batch = map(int, pair.split(":"))
-                counts = {m: count_ops(make_trainer(m, width, batch, args.setting, tmp, args.threads)) for m in models}
+                counts = {m: count_ops(make_trainer(m, width, batch, args.setting, tmp, args.threads, args.set)) for m in models}
                 for m in models:
                     print(f"| {width} | {batch} | {m} | {counts[m]} | {counts[m] / counts[models[0]]:.2f} |", flush=True)
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-    print(f"setting {args.setting}; G batch = 2 x D batch; R1 every step\n")
+    print(f"setting {args.setting}; options {args.set}; G batch = 2 x D batch; R1 every step\n")
     print("| width | D batch | model | s/iter (median) | it/s | ratio to gan |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for pair in args.configs.split(","):
             width, batch = map(int, pair.split(":"))
-            trainers = {m: make_trainer(m, width, batch, args.setting, tmp, args.threads) for m in models}
+            trainers = {m: make_trainer(m, width, batch, args.setting, tmp, args.threads, args.set) for m in models}
             for t in trainers.values():
                 for _ in range(2):
                     t.step()

@@ -11,6 +11,7 @@ import torch
 
 from bncr.cli import main
 from bncr.models.registry import MODELS
+from bncr.errors import UserError
 from bncr.train.config import TrainConfig
 from bncr.train.loop import TrainingDiverged, Trainer, train
 
@@ -216,6 +217,36 @@ def test_q_fd_surrogate_gives_each_q_the_finite_difference_slope(tmp_path):
     torch.testing.assert_close(g_fd, expect)
     # and the recomputed fake at the same q is the forward's fake
     torch.testing.assert_close(n.pipe.degrade_at_quality(out, q, lat), out.y.detach())
+
+
+def test_q_fd_one_sided_uses_the_main_forward_and_one_random_step(tmp_path):
+    """q_fd_sides=1: each q_i gets (G_adv_i(q + s_i h) - G_adv_i(q)) / (s_i h) / N, s_i = +-1 drawn from the
+    trainer's generator (flipped where q + s_i h leaves [Q_MIN, 100]); G_adv_i(q) is the main forward's."""
+    import torch.nn.functional as F
+    from bncr.nets.degradation_generators import Q_MIN
+    from bncr.train.loop import Trainer
+    t = Trainer(tiny_cfg("cr-gan", setting="J", q_fd_sides=1), tmp_path / "fd1", progress=False)
+    n = t.nets
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    lat = n.pipe.sample_latents(8, torch.Generator().manual_seed(0), "cpu")
+    out = n.pipe(x, lat)
+    with torch.no_grad():
+        out.q[:2] = torch.tensor([99.0, 3.0])               # near the bounds: the step must point inside
+    per = lambda qq: F.softplus(-n.D_y(n.pipe.degrade_at_quality(out, qq, lat))).flatten()
+    with torch.no_grad():
+        l0 = per(out.q.detach())
+    state = t.gen.get_state()
+    (g_fd,) = torch.autograd.grad(t._q_fd_surrogate(out, lat, l0), out.q)
+    t.gen.set_state(state)
+    q, h = out.q.detach(), t.cfg.q_fd_step
+    step = (torch.randint(0, 2, q.shape, generator=t.gen).float() * 2 - 1) * h
+    step = torch.where((q + step > 100) | (q + step < Q_MIN), -step, step)
+    assert step[0] < 0 and step[1] > 0
+    with torch.no_grad():
+        expect = (per(q + step) - l0) / step / 8
+    torch.testing.assert_close(g_fd, expect)
+    with pytest.raises(UserError, match="q_fd_sides"):
+        Trainer(tiny_cfg("cr-gan", setting="J", q_fd_sides=3), tmp_path / "bad", progress=False)
 
 
 def test_stored_configs_keep_the_defaults_they_were_trained_with():

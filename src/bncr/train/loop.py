@@ -30,6 +30,7 @@ from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistenc
 from ..models.pipeline import DegradationPipeline
 from ..models.pixels import levels_to_model
 from ..models.registry import ModelSpec, get_model
+from ..nets.degradation_generators import Q_MIN
 from ..nets.resnet import ResNetDiscriminator, ResNetGenerator
 from . import visual
 from .checkpoint import SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT, load_checked, save_atomic
@@ -153,6 +154,8 @@ class Trainer:
         self.setting = get_setting(cfg.setting)
         if cfg.iters < 1:
             raise UserError(f"--iters must be >= 1, got {cfg.iters}")
+        if cfg.q_fd_sides not in (1, 2):
+            raise UserError(f"q_fd_sides must be 1 or 2, got {cfg.q_fd_sides}")
         if cfg.ac_norm not in ("sum", "mean"):
             raise UserError(f"ac_norm must be 'sum' or 'mean', got {cfg.ac_norm!r}")
         if cfg.ds < 0 or cfg.ds_tau < 0:
@@ -296,9 +299,10 @@ class Trainer:
         x_g, z_x = self._clean_fakes(Bg)
         lat = n.pipe.sample_latents(Bg, self.gen, self.device)
         out = n.pipe(x_g, lat)
-        terms = {"G_adv": g_loss_nonsaturating(n.D_y(out.y))}
+        logits_g = n.D_y(out.y)
+        terms = {"G_adv": g_loss_nonsaturating(logits_g)}
         if n.pipe.q_grad == "fd" and out.q is not None and out.q.requires_grad:
-            terms["G_q_fd"] = self._q_fd_surrogate(out, lat)
+            terms["G_q_fd"] = self._q_fd_surrogate(out, lat, g_loss_per_image(logits_g.detach()))
         if cfg.ds > 0:
             for name, o in out.ds_outputs.items():
                 terms[f"{name}_ds"] = cfg.ds * diversity_sensitive(o, lat["z" + name[1:]], tau=cfg.ds_tau)
@@ -328,21 +332,33 @@ class Trainer:
                 stats[f"{k}_std"] = v.float().std().item() if v.numel() > 1 else 0.0
         return stats
 
-    def _q_fd_surrogate(self, out, lat) -> torch.Tensor:
-        """A term whose gradient on each q_i is the central finite difference of G_adv in q_i.
+    def _q_fd_surrogate(self, out, lat, loss_at_q: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """A term whose gradient on each q_i is a finite-difference slope of G_adv in q_i.
 
         The differentiable JPEG's gradient on q (straight-through or polynomial rounding) was measured to point
         the wrong way for the adversarial loss: with a D that prefers high q, G_adv falls as q rises (real
         codec), yet its q-gradient says the opposite at every q (docs/oracle-diagnostic.md). q is one scalar
-        per image and D scores images independently, so two more forward passes give each image's slope
-        (G_adv_i(q + h) - G_adv_i(q - h)) / 2h of the real forward. Its *value* is not a loss (logged as is).
+        per image and D scores images independently, so extra forward passes give each image's slope of the
+        real forward. q_fd_sides=2: central (G_adv_i(q + h) - G_adv_i(q - h)) / 2h, two extra D forwards.
+        q_fd_sides=1: (G_adv_i(q + s h) - G_adv_i(q)) / (s h) with a random sign s per image (flipped where
+        q + s h leaves [Q_MIN, 100]), reusing the main forward's per-image loss `loss_at_q`: one extra D
+        forward, and over random signs the curvature term cancels in expectation. Its *value* is not a loss.
         """
         h, q = self.cfg.q_fd_step, out.q.detach()
-        hi, lo = (q + h).clamp(max=100.0), (q - h).clamp(min=1.0)
         with torch.no_grad():
-            l_hi = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, hi, lat)))
-            l_lo = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, lo, lat)))
-            slope = (l_hi - l_lo) / (hi - lo).clamp_min(1e-6)
+            if self.cfg.q_fd_sides == 1 and loss_at_q is not None:
+                s = torch.randint(0, 2, q.shape, generator=self.gen).to(q) * 2 - 1
+                step = s * h
+                step = torch.where((q + step > 100.0) | (q + step < Q_MIN), -step, step)
+                q2 = (q + step).clamp(Q_MIN, 100.0)
+                l2 = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, q2, lat)))
+                d = q2 - q
+                slope = torch.where(d.abs() > 1e-6, (l2 - loss_at_q) / torch.where(d.abs() > 1e-6, d, 1.0), 0.0)
+            else:
+                hi, lo = (q + h).clamp(max=100.0), (q - h).clamp(min=1.0)
+                l_hi = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, hi, lat)))
+                l_lo = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, lo, lat)))
+                slope = (l_hi - l_lo) / (hi - lo).clamp_min(1e-6)
         return (slope * out.q).sum() / q.numel()
 
     # -------------------------------------------------------------- pictures
