@@ -88,39 +88,49 @@ def main() -> None:
         print(f"torch {torch.__version__}; setting {args.setting}; options {args.set}; tensor operations per step\n")
         print("| width | D batch | model | ops per step | ratio to gan |")
         print("|---|---|---|---|---|")
-        with tempfile.TemporaryDirectory() as tmp:
-            for pair in args.configs.split(","):
-                width, batch = map(int, pair.split(":"))
-                counts = {m: count_ops(make_trainer(m, width, batch, args.setting, tmp, args.threads, args.set)) for m in models}
-                for m in models:
-                    print(f"| {width} | {batch} | {m} | {counts[m]} | {counts[m] / counts[models[0]]:.2f} |", flush=True)
+        for width, batch, trainers in _trainers_per_config(args, models):
+            counts = {m: count_ops(t) for m, t in trainers.items()}
+            for m in models:
+                print(f"| {width} | {batch} | {m} | {counts[m]} | {counts[m] / counts[models[0]]:.2f} |", flush=True)
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     print(f"setting {args.setting}; options {args.set}; G batch = 2 x D batch; R1 every step\n")
     print("| width | D batch | model | s/iter (median) | it/s | ratio to gan |")
     print("|---|---|---|---|---|---|")
+    for width, batch, trainers in _trainers_per_config(args, models):
+        times = time_steps(trainers, args.steps)
+        base = statistics.median(times[models[0]])
+        for m in models:
+            med = statistics.median(times[m])
+            print(f"| {width} | {batch} | {m} | {med:.3f} | {1 / med:.2f} | {med / base:.2f} |", flush=True)
+
+
+def _trainers_per_config(args, models):
+    """(width, batch, {model: Trainer}) for each width:batch pair of --configs."""
     with tempfile.TemporaryDirectory() as tmp:
         for pair in args.configs.split(","):
             width, batch = map(int, pair.split(":"))
-            trainers = {m: make_trainer(m, width, batch, args.setting, tmp, args.threads, args.set) for m in models}
-            for t in trainers.values():
-                for _ in range(2):
-                    t.step()
-            times: dict[str, list[float]] = {m: [] for m in models}
-            for _ in range(args.steps):
-                for m, t in trainers.items():
-                    if torch.cuda.is_available():
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    t.step()
-                    if torch.cuda.is_available():
-                        torch.cuda.synchronize()
-                    times[m].append(time.perf_counter() - t0)
-            base = statistics.median(times[models[0]])
-            for m in models:
-                med = statistics.median(times[m])
-                print(f"| {width} | {batch} | {m} | {med:.3f} | {1 / med:.2f} | {med / base:.2f} |", flush=True)
+            yield width, batch, {m: make_trainer(m, width, batch, args.setting, tmp, args.threads, args.set)
+                                 for m in models}
+
+
+def time_steps(trainers: dict[str, Trainer], steps: int) -> dict[str, list[float]]:
+    """Seconds per step of each trainer, rounds interleaved (after 2 warm-up steps each)."""
+    for t in trainers.values():
+        for _ in range(2):
+            t.step()
+    times: dict[str, list[float]] = {m: [] for m in trainers}
+    for _ in range(steps):
+        for m, t in trainers.items():
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            t.step()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[m].append(time.perf_counter() - t0)
+    return times
 
 
 if __name__ == "__main__":
