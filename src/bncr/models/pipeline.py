@@ -207,5 +207,9 @@ class DegradationPipeline(nn.Module):
     @torch.no_grad()
     def degrade_at_quality(self, out: PipelineOutput, q: torch.Tensor, lat: dict[str, torch.Tensor]) -> torch.Tensor:
         """The degraded fake of `out` recomputed with qualities q (same u, mask and dequantisation noise), for
-        finite differences of a loss in q. JPEG is the last stage, so this is the forward's JPEG stage and clamp."""
-        return self._compress(out.u, q, out.m_q, lat.get("deq")).clamp(-1, 1)
+        finite differences of a loss in q. JPEG is the last stage, so this is the forward's JPEG stage and clamp.
+        q may hold r qualities per image, (r * N,) as r stacked blocks: the images are tiled, one batch."""
+        reps = q.numel() // out.u.shape[0]
+        deq = lat.get("deq")
+        tile = (lambda t: t.repeat(reps, *([1] * (t.dim() - 1)))) if reps > 1 else (lambda t: t)
+        return self._compress(tile(out.u), q, tile(out.m_q), None if deq is None else tile(deq)).clamp(-1, 1)

@@ -339,7 +339,8 @@ class Trainer:
         the wrong way for the adversarial loss: with a D that prefers high q, G_adv falls as q rises (real
         codec), yet its q-gradient says the opposite at every q (docs/oracle-diagnostic.md). q is one scalar
         per image and D scores images independently, so extra forward passes give each image's slope of the
-        real forward. q_fd_sides=2: central (G_adv_i(q + h) - G_adv_i(q - h)) / 2h, two extra D forwards.
+        real forward. q_fd_sides=2: central (G_adv_i(q + h) - G_adv_i(q - h)) / 2h, two extra D forwards (one
+        batch of 2N).
         q_fd_sides=1: (G_adv_i(q + s h) - G_adv_i(q)) / (s h) with a random sign s per image (flipped where
         q + s h leaves [Q_MIN, 100]), reusing the main forward's per-image loss `loss_at_q`: one extra D
         forward, and over random signs the curvature term cancels in expectation. Its *value* is not a loss.
@@ -356,8 +357,9 @@ class Trainer:
                 slope = torch.where(d.abs() > 1e-6, (l2 - loss_at_q) / torch.where(d.abs() > 1e-6, d, 1.0), 0.0)
             else:
                 hi, lo = (q + h).clamp(max=100.0), (q - h).clamp(min=1.0)
-                l_hi = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, hi, lat)))
-                l_lo = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, lo, lat)))
+                # both sides in one batch: one JPEG stage and one D forward (launch count on a GPU)
+                l_hi, l_lo = g_loss_per_image(self.nets.D_y(
+                    self.nets.pipe.degrade_at_quality(out, torch.cat((hi, lo)), lat))).chunk(2)
                 slope = (l_hi - l_lo) / (hi - lo).clamp_min(1e-6)
         return (slope * out.q).sum() / q.numel()
 
