@@ -201,7 +201,8 @@ def test_q_fd_surrogate_gives_each_q_the_finite_difference_slope(tmp_path):
     q_i is (G_adv_i(q + h) - G_adv_i(q - h)) / (2h) / N, computed here independently with the real forward."""
     import torch.nn.functional as F
     from bncr.train.loop import Trainer
-    t = Trainer(tiny_cfg("cr-gan", setting="J", q_param="clamp", q_grad="fd"), tmp_path / "fd", progress=False)
+    t = Trainer(tiny_cfg("cr-gan", setting="J", q_param="clamp", q_grad="fd", q_fd_sides=2), tmp_path / "fd",
+                progress=False)
     n = t.nets
     x = torch.rand(6, 3, 32, 32) * 2 - 1
     lat = n.pipe.sample_latents(6, torch.Generator().manual_seed(0), "cpu")

@@ -37,7 +37,7 @@ class TrainConfig:
     mask_init: float = 0.5           # initial m_k and m_q
     q_grad: str = "fd"               # gradient reaching q: "fd" finite differences of G_adv | "ste" through the diff. JPEG
     q_fd_step: float = 5.0           # half-step (quality units) of the "fd" estimate
-    q_fd_sides: int = 2              # "fd" estimate: 2 central (two extra D forwards) | 1 one-sided, random sign (one)
+    q_fd_sides: int = 1              # "fd" estimate: 1 one-sided, random sign (one extra D forward) | 2 central (two)
     q_param: str = "clamp"           # G_q's q: "clamp" 50+50l in [2, 100], gradient kept at the bounds | "sigmoid" 100*sigmoid(l)
     # --- optimisation (NR-GAN defaults)
     batch: int = 64                  # D batch (real and fake); summed over all ranks
@@ -91,7 +91,7 @@ class TrainConfig:
 
 # Options whose default changed: a stored config without the key was trained with these values.
 # q_param / q_grad: "sigmoid" / "ste" until the fourth session (docs/oracle-diagnostic.md says why they changed).
-LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste"}
+LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste", "q_fd_sides": 2}
 
 # Named option sets. "paper": NR-GAN / BNCR-GAN defaults (the dataclass defaults). "cpu": narrow nets
 # and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
