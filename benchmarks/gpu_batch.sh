@@ -9,9 +9,9 @@
 # comes back is packed into a few tar files under OUT_DIR (the device tool returns at most 8 files).
 #   1. smoke: 4 iterations of bncr-gan (setting N) and of an oracle cr-gan on the GPU; stop here if they fail
 #   2. train speed at the paper's nets and the CPU width, alone on the GPU (benchmarks/train_speed.py)
-#   3. in parallel: the 8 unfinished cpu-mini cells (the `cpu` preset, 2,400 it; FID is computed on a CPU later),
-#      br-gan vs gan on setting B (cpu preset, 5,000 it), oracle diagnostics with a 128-channel D (B, J, J with
-#      the NR-GAN D, noise), and gan / ambientgan / bncr-gan on Fashion-MNIST N at width 64
+#   3. in parallel (six jobs; the third session's seventeen time-sliced the GPU to 6-8 it/s each): oracle J with a
+#      128-channel D and the finite-difference q-gradient (cr-gan, cr-gan-nomask), br-gan / br-gan-ac (ac 3) / gan
+#      on setting B for 20,000 iterations, bncr-gan on Fashion-MNIST N at width 64 (FID is computed on a CPU later)
 set -u
 OUT=${1:?usage: gpu_batch.sh OUT_DIR [TRAIN_SECONDS]}
 TRAIN_S=${2:-420}
@@ -38,8 +38,9 @@ timeout 120 $PY -m bncr train --model bncr-gan --setting N --dataset deadleaves 
 echo "== smoke ok at +$(( $(date +%s) - T0 ))s"
 
 # 2. speed, alone on the GPU (SPEED=0 skips it)
-[ "${SPEED:-1}" = 0 ] || timeout 100 $PY benchmarks/train_speed.py --configs 128:64,16:16 --models gan,bncr-gan,br-gan,cr-gan --steps 10 \
-  | tee $OUT/speed.md
+[ "${SPEED:-1}" = 0 ] || { timeout 100 $PY benchmarks/train_speed.py --configs 128:64,16:16 --models gan,bncr-gan,br-gan,cr-gan --steps 10 \
+  | tee $OUT/speed.md; timeout 60 $PY benchmarks/train_speed.py --count-ops --configs 16:16 --models gan,bncr-gan,br-gan,cr-gan \
+  | tee -a $OUT/speed.md; }   # the op count is the CPU-side proxy of the GPU time ratio (docs/train-speed.md)
 echo "== speed done at +$(( $(date +%s) - T0 ))s"
 
 # 3. the parallel jobs
@@ -52,25 +53,18 @@ job() {  # job NAME command...
   PIDS+=($!)
 }
 TR="$PY -m bncr train --resume auto --no-progress"
-for c in deadleaves/D/gan deadleaves/D/br-gan deadleaves/J/gan deadleaves/J/cr-gan deadleaves/N/ambientgan \
-         deadleaves/N/bncr-gan-noac fashion-mnist/D/gan fashion-mnist/D/br-gan; do
-  IFS=/ read -r ds st md <<< "$c"
-  job "cpumini-$ds-$st-$md" $TR --model $md --setting $st --dataset $ds --preset cpu --seed 0 \
-    --out $R/cpu-mini/$ds/$st/$md/seed0 --set threads=1
-done
-for md in gan br-gan; do
-  job "B-$md" $TR --model $md --setting B --dataset deadleaves --preset cpu --iters 5000 --out $R/gpu/B/$md
-done
+# Six jobs at most: 17 processes time-sliced one H200 at only 6-8 it/s each (third session).
 ORA="$PY benchmarks/oracle_diagnostic.py --iters 40000 --out $R/gpu/oracle --set d_width=128 --set snap_every=500"
-job oracle-B-d128 $ORA --setting B --name B-d128 --set mask_init=0.1
-job oracle-J-d128 $ORA --setting J --name J-d128
-job oracle-J-d128-nrgan $ORA --setting J --name J-d128-nrgan --set residual=0.1 --set r1=10 --set batch=64
-job oracle-noise-d128 $ORA --setting noise --name noise-d128
-for md in gan ambientgan bncr-gan; do
-  job "fm-N-w64-$md" $TR --model $md --setting N --dataset fashion-mnist --preset cpu --iters 40000 \
-    --set width=64 --set d_width=64 --set batch=32 --set ema=0.999 --set snap_every=1000 --set image_every=1000 \
-    --set tick=100 --out $R/gpu/fm-N-w64/$md
+job oracle-J-d128-fd $ORA --setting J --name J-d128-fd                        # q_grad=fd, q_param=clamp (defaults)
+job oracle-J-d128-fd-nomask $ORA --setting J --name J-d128-fd-nomask --set model=cr-gan-nomask
+for v in "br-gan:" "br-gan-ac:--set ac=3" "gan:"; do   # does BR-GAN's explain-away persist at 20k iterations?
+  md=${v%%:*}; extra=${v#*:}; tag=$md${extra:+-ac3}; tag=${tag/-ac-ac3/-ac3}
+  job "B20k-$tag" $TR --model $md --setting B --dataset deadleaves --preset cpu --iters 20000 --set snap_every=2000 \
+    --set image_every=2000 $extra --out $R/gpu/B20k/$tag
 done
+job fm-N-w64-bncr-gan-fd $TR --model bncr-gan --setting N --dataset fashion-mnist --preset cpu --iters 40000 \
+  --set width=64 --set d_width=64 --set batch=32 --set ema=0.999 --set snap_every=1000 --set image_every=1000 \
+  --set tick=100 --out $R/gpu/fm-N-w64/bncr-gan-fd
 sleep 20; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
 wait "${PIDS[@]}"
 echo "== training jobs ended at +$(( $(date +%s) - T0 ))s"
@@ -100,7 +94,7 @@ def pack(name, runs, keep):
     print(name, round((OUT / name).stat().st_size / 2**20, 1), "MiB")
 cells = [p for p in (R / "cpu-mini").glob("*/*/*/seed0") if p.is_dir()]
 pack("cpumini.tar", cells, {s for c in cells for s in snaps(c)[-1:]})
-other = [p for p in (R / "gpu" / "B").glob("*") if p.is_dir()] + [p for p in (R / "gpu" / "oracle").glob("*") if p.is_dir()]
+other = [p for sub in ("B", "B20k", "oracle") for p in (R / "gpu" / sub).glob("*") if p.is_dir()]
 pack("runs.tar", other, {s for c in other for s in snaps(c)[-1:]})
 w64 = [p for p in (R / "gpu" / "fm-N-w64").glob("*") if p.is_dir()]
 common = min((it(snaps(c)[-1]) for c in w64 if snaps(c)), default=0)
