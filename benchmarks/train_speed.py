@@ -6,6 +6,7 @@ reported as medians and as the ratio to `gan`. Usage:
     python benchmarks/train_speed.py                       # paper nets (width 128, batch 64) + CPU widths
     python benchmarks/train_speed.py --configs 32:32 --models gan,bncr-gan --steps 20
     python benchmarks/train_speed.py --count-ops              # tensor operations per step instead of time
+    python benchmarks/train_speed.py --models gan,bncr-gan,bncr-gan@q_grad=ste   # per-model options after "@"
 
 --count-ops counts the tensor operations one training step dispatches (forward, backward, optimiser;
 views and other metadata-only operations excluded). Each one is at least one kernel launch on a GPU,
@@ -32,9 +33,12 @@ from bncr.train.loop import Trainer
 
 def make_trainer(model: str, width: int, batch: int, setting: str, out: str, threads: int,
                  overrides: tuple[str, ...] = ()) -> Trainer:
-    cfg = TrainConfig(model=model, setting=setting, width=width, batch=batch, count=256, iters=10**9,
-                      tick=10**9, image_every=10**9, snap_every=10**9, threads=threads).override(list(overrides))
-    return Trainer(cfg, os.path.join(out, f"{model}-{width}-{batch}"), progress=False)
+    """`model` may carry its own options: "bncr-gan@q_grad=ste@ds=0" (after the common `overrides`)."""
+    name, *own = model.split("@")
+    cfg = TrainConfig(model=name, setting=setting, width=width, batch=batch, count=256, iters=10**9,
+                      tick=10**9, image_every=10**9, snap_every=10**9, threads=threads).override(list(overrides) + own)
+    tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in model)
+    return Trainer(cfg, os.path.join(out, f"{tag}-{width}-{batch}"), progress=False)
 
 
 # Operations that only make a new view of a tensor (no kernel on a GPU).
