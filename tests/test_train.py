@@ -259,3 +259,12 @@ def test_stored_configs_keep_the_defaults_they_were_trained_with():
     cfg = TrainConfig.from_dict(old)
     assert (cfg.q_param, cfg.q_grad) == ("sigmoid", "ste")
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
+def test_per_generator_ds_weights(tmp_path):
+    """ds_k / ds_n / ds_q override ds for one degradation generator; 0 drops its DS term."""
+    out = train(tiny_cfg("bncr-gan", iters=2, ds_q=0.0, ds_k=0.5), tmp_path / "run", progress=False)
+    row = json.loads((out / "stats.jsonl").read_text().splitlines()[-1])
+    assert "G_q_ds" not in row and "G_k_ds" in row and "G_n_ds" in row
+    with pytest.raises(UserError, match="ds_n"):
+        Trainer(tiny_cfg("bncr-gan", ds_n=-1.0), tmp_path / "bad", progress=False)

@@ -50,6 +50,9 @@ class TrainConfig:
     beta2: float = 0.99
     r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch
     ds: float = 0.02                 # diversity-sensitive weight on G_k, G_n, G_q
+    ds_k: Optional[float] = None     # DS weight on G_k alone (None: ds); likewise ds_n, ds_q
+    ds_n: Optional[float] = None
+    ds_q: Optional[float] = None
     ds_tau: float = 0.0              # DSGAN bound on each pair's DS reward (0: unbounded, the paper's form)
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator

@@ -158,8 +158,9 @@ class Trainer:
             raise UserError(f"q_fd_sides must be 1 or 2, got {cfg.q_fd_sides}")
         if cfg.ac_norm not in ("sum", "mean"):
             raise UserError(f"ac_norm must be 'sum' or 'mean', got {cfg.ac_norm!r}")
-        if cfg.ds < 0 or cfg.ds_tau < 0:
-            raise UserError(f"ds and ds_tau must be >= 0, got ds={cfg.ds}, ds_tau={cfg.ds_tau}")
+        for key in ("ds", "ds_k", "ds_n", "ds_q", "ds_tau"):
+            if (getattr(cfg, key) or 0) < 0:
+                raise UserError(f"{key} must be >= 0, got {getattr(cfg, key)}")
         if cfg.batch % self.d.world:
             raise UserError(f"batch {cfg.batch} is not divisible by the {self.d.world} ranks")
         self.out = Path(out)
@@ -303,9 +304,11 @@ class Trainer:
         terms = {"G_adv": g_loss_nonsaturating(logits_g)}
         if n.pipe.q_grad == "fd" and out.q is not None and out.q.requires_grad:
             terms["G_q_fd"] = self._q_fd_surrogate(out, lat, g_loss_per_image(logits_g.detach()))
-        if cfg.ds > 0:
-            for name, o in out.ds_outputs.items():
-                terms[f"{name}_ds"] = cfg.ds * diversity_sensitive(o, lat["z" + name[1:]], tau=cfg.ds_tau)
+        for name, o in out.ds_outputs.items():         # name: "G_k", "G_n" or "G_q"
+            w = getattr(cfg, "ds_" + name[-1])
+            w = cfg.ds if w is None else w
+            if w > 0:
+                terms[f"{name}_ds"] = w * diversity_sensitive(o, lat["z" + name[1:]], tau=cfg.ds_tau)
         spec = n.pipe.spec
         if spec.ac_blur and cfg.ac > 0 and out.k is not None:
             terms["AC_blur"] = cfg.ac * adaptive_consistency(out.x, out.x_blur, ac_blur_weight(out.k, cfg.mu_k),
