@@ -175,6 +175,8 @@ def _snapshot(run_dir, model: str, setting: str, edit=None, **pipe_kw):
     from bncr.train.checkpoint import SNAPSHOT_FORMAT, save_atomic
     torch.manual_seed(0)
     cfg = TrainConfig(model=model, setting=setting, iters=0).override(TINY)
+    pipe_kw.setdefault("q_param", cfg.q_param)      # the stored config must describe the pipeline saved
+    cfg.q_param = pipe_kw["q_param"]
     pipe = DegradationPipeline(get_model(model), get_setting(setting), 32, z_dim=16, **pipe_kw)
     if edit is not None:
         with torch.no_grad():
@@ -189,7 +191,8 @@ def _snapshot(run_dir, model: str, setting: str, edit=None, **pipe_kw):
 def test_p_ambientgan_is_one_learned_value_and_map_noise_is_sampled(tmp_path):
     from bncr.report import render_html
     # q = 100 sigmoid(1) = 73.1, m_q = 0.7
-    _snapshot(tmp_path / "pamb", "p-ambientgan", "N", edit=lambda p: p.G_q.q_logit.fill_(1.0), mask_init=0.7)
+    _snapshot(tmp_path / "pamb", "p-ambientgan", "N", edit=lambda p: p.G_q.q_logit.fill_(1.0), mask_init=0.7,
+              q_param="sigmoid")
     rep = inspect_run(tmp_path / "pamb", n=64, images=False, n_true=50)
     assert np.all(rep.generated.q == rep.generated.q[0]) and rep.generated.q[0] == pytest.approx(73.1059, abs=1e-3)
     single = rep.single_values()
