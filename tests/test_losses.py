@@ -164,3 +164,15 @@ def test_noise_head_ds_output_space(ds_ab):
     assert torch.allclose(out.ds_outputs["G_n"], want)
     with pytest.raises(UserError, match="ds_ab"):
         _pipe("nr-gan", "noise", ds_ab="var")
+
+
+@pytest.mark.parametrize("target", ["both", "mask"])
+def test_quality_head_ds_target(target):
+    """ds_q_target picks what the DS term spreads for G_q: (q / 100, m_q) or the mask m_q alone."""
+    pipe = _pipe("cr-gan", "J", ds_q_target=target)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    out = pipe(x, pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
+    want = out.m_q.unsqueeze(1) if target == "mask" else torch.stack([out.q / 100, out.m_q], 1)
+    assert torch.equal(out.ds_outputs["G_q"], want)
+    with pytest.raises(UserError, match="ds_q_target"):
+        _pipe("cr-gan", "J", ds_q_target="q")

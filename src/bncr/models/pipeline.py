@@ -79,7 +79,7 @@ class DegradationPipeline(nn.Module):
                  kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "poisson",
                  noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096,
                  dequantize: bool = True, q_param: str = "sigmoid", q_grad: str = "ste",
-                 ds_ab: str = "std"):
+                 ds_ab: str = "std", ds_q_target: str = "both"):
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
         self.dequantize = bool(dequantize)
@@ -100,6 +100,9 @@ class DegradationPipeline(nn.Module):
         # What the DS term spreads for the (a, b) head: the noise stds sqrt(a), sqrt(b), or the head's
         # own log-variances (scale-free: the same reward for a spread in every decade of a and b).
         self.ds_ab = ds_ab
+        if ds_q_target not in ("both", "mask"):
+            raise UserError(f"ds_q_target must be 'both' or 'mask', got {ds_q_target!r}")
+        self.ds_q_target = ds_q_target
         if q_grad not in ("ste", "fd"):
             raise UserError(f"q_grad must be 'ste' or 'fd', got {q_grad!r}")
         # "fd": no gradient reaches q through the differentiable JPEG; the training loop supplies a finite-
@@ -190,7 +193,10 @@ class DegradationPipeline(nn.Module):
             else:
                 q, m_q = self.G_q(lat["z_q"] if spec.jpeg == "generator" else n)
                 if spec.jpeg == "generator":
-                    out.ds_outputs["G_q"] = torch.stack([q / 100, m_q], 1)
+                    # DS on (q, m_q), or on the mask alone (ds_q_target="mask": spread which images are
+                    # compressed, leave q to D; docs/oracle-diagnostic.md)
+                    out.ds_outputs["G_q"] = (m_q.unsqueeze(1) if self.ds_q_target == "mask"
+                                             else torch.stack([q / 100, m_q], 1))
             h = self._compress(h, q.detach() if self.q_grad == "fd" else q, m_q, lat.get("deq"))
             out.q, out.m_q = q, m_q
             out.stats["q"], out.stats["m_q"] = q.detach(), m_q.detach()

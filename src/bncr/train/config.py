@@ -53,6 +53,7 @@ class TrainConfig:
     ds_k: Optional[float] = None     # DS weight on G_k alone (None: ds); likewise ds_n, ds_q
     ds_n: Optional[float] = None
     ds_q: Optional[float] = None
+    ds_q_target: str = "both"        # DS on G_q's outputs: "both" (q, m_q) | "mask" m_q alone
     ds_tau: float = 0.0              # DSGAN bound on each pair's DS reward (0: unbounded, the paper's form)
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator
