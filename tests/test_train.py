@@ -201,6 +201,7 @@ def test_q_fd_surrogate_gives_each_q_the_finite_difference_slope(tmp_path):
     q_i is (G_adv_i(q + h) - G_adv_i(q - h)) / (2h) / N, computed here independently with the real forward."""
     import torch.nn.functional as F
     from bncr.train.loop import Trainer
+    from bncr.nets.degradation_generators import Q_MIN
     t = Trainer(tiny_cfg("cr-gan", setting="J", q_param="clamp", q_grad="fd", q_fd_sides=2), tmp_path / "fd",
                 progress=False)
     n = t.nets
@@ -209,11 +210,13 @@ def test_q_fd_surrogate_gives_each_q_the_finite_difference_slope(tmp_path):
     out = n.pipe(x, lat)
     (g_adv,) = torch.autograd.grad(F.softplus(-n.D_y(out.y)).mean(), out.q, allow_unused=True)
     assert g_adv is None or bool((g_adv == 0).all())          # the diff JPEG's q-gradient is cut
-    (g_fd,) = torch.autograd.grad(t._q_fd_surrogate(out, lat), out.q)
-    h, q = t.cfg.q_fd_step, out.q.detach()
-    hi, lo = (q + h).clamp(max=100), (q - h).clamp(min=1)
+    per = lambda qq: F.softplus(-n.D_y(n.pipe.degrade_at_quality(out, qq, lat))).flatten()
     with torch.no_grad():
-        per = lambda qq: F.softplus(-n.D_y(n.pipe.degrade_at_quality(out, qq, lat))).flatten()
+        l0 = per(out.q.detach())
+    (g_fd,) = torch.autograd.grad(t._q_fd_surrogate(out, lat, l0), out.q)
+    h, q = t.cfg.q_fd_step, out.q.detach()
+    hi, lo = (q + h).clamp(max=100), (q - h).clamp(min=Q_MIN)
+    with torch.no_grad():
         expect = (per(hi) - per(lo)) / (hi - lo) / 6
     torch.testing.assert_close(g_fd, expect)
     # and the recomputed fake at the same q is the forward's fake

@@ -217,5 +217,6 @@ class DegradationPipeline(nn.Module):
         q may hold r qualities per image, (r * N,) as r stacked blocks: the images are tiled, one batch."""
         reps = q.numel() // out.u.shape[0]
         deq = lat.get("deq")
-        tile = (lambda t: t.repeat(reps, *([1] * (t.dim() - 1)))) if reps > 1 else (lambda t: t)
+        def tile(t: torch.Tensor) -> torch.Tensor:
+            return t.repeat(reps, *([1] * (t.dim() - 1)))
         return self._compress(tile(out.u), q, tile(out.m_q), None if deq is None else tile(deq)).clamp(-1, 1)

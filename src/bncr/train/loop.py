@@ -336,35 +336,33 @@ class Trainer:
                 stats[f"{k}_std"] = v.float().std().item() if v.numel() > 1 else 0.0
         return stats
 
-    def _q_fd_surrogate(self, out, lat, loss_at_q: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _q_fd_surrogate(self, out, lat, loss_at_q: torch.Tensor) -> torch.Tensor:
         """A term whose gradient on each q_i is a finite-difference slope of G_adv in q_i.
 
         The differentiable JPEG's gradient on q (straight-through or polynomial rounding) was measured to point
         the wrong way for the adversarial loss: with a D that prefers high q, G_adv falls as q rises (real
         codec), yet its q-gradient says the opposite at every q (docs/oracle-diagnostic.md). q is one scalar
         per image and D scores images independently, so extra forward passes give each image's slope of the
-        real forward. q_fd_sides=2: central (G_adv_i(q + h) - G_adv_i(q - h)) / 2h, two extra D forwards (one
-        batch of 2N).
-        q_fd_sides=1: (G_adv_i(q + s h) - G_adv_i(q)) / (s h) with a random sign s per image (flipped where
-        q + s h leaves [Q_MIN, 100]), reusing the main forward's per-image loss `loss_at_q`: one extra D
-        forward, and over random signs the curvature term cancels in expectation. Its *value* is not a loss.
+        real forward, with steps kept inside [Q_MIN, 100]. q_fd_sides=1: (G_adv_i(q + s h) - G_adv_i(q)) / (s h)
+        with a random sign s per image (flipped where q + s h would leave the range), reusing the main forward's
+        per-image loss `loss_at_q`: one extra D forward; over random signs the curvature term cancels in
+        expectation. q_fd_sides=2: central (G_adv_i(q + h) - G_adv_i(q - h)) / 2h, both sides in one batch of 2N.
+        Its *value* is not a loss.
         """
         h, q = self.cfg.q_fd_step, out.q.detach()
         with torch.no_grad():
-            if self.cfg.q_fd_sides == 1 and loss_at_q is not None:
-                s = torch.randint(0, 2, q.shape, generator=self.gen).to(q) * 2 - 1
-                step = s * h
+            if self.cfg.q_fd_sides == 1:
+                step = (torch.randint(0, 2, q.shape, generator=self.gen).to(q) * 2 - 1) * h
                 step = torch.where((q + step > 100.0) | (q + step < Q_MIN), -step, step)
-                q2 = (q + step).clamp(Q_MIN, 100.0)
-                l2 = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, q2, lat)))
-                d = q2 - q
-                slope = torch.where(d.abs() > 1e-6, (l2 - loss_at_q) / torch.where(d.abs() > 1e-6, d, 1.0), 0.0)
+                q_a, q_b, l_b = (q + step).clamp(Q_MIN, 100.0), q, loss_at_q
+                l_a = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, q_a, lat)))
             else:
-                hi, lo = (q + h).clamp(max=100.0), (q - h).clamp(min=1.0)
-                # both sides in one batch: one JPEG stage and one D forward (launch count on a GPU)
-                l_hi, l_lo = g_loss_per_image(self.nets.D_y(
-                    self.nets.pipe.degrade_at_quality(out, torch.cat((hi, lo)), lat))).chunk(2)
-                slope = (l_hi - l_lo) / (hi - lo).clamp_min(1e-6)
+                q_a, q_b = (q + h).clamp(max=100.0), (q - h).clamp(min=Q_MIN)
+                l_a, l_b = g_loss_per_image(self.nets.D_y(
+                    self.nets.pipe.degrade_at_quality(out, torch.cat((q_a, q_b)), lat))).chunk(2)
+            d = q_a - q_b
+            moved = d.abs() > 1e-6       # no step possible (q outside [Q_MIN, 100], sigmoid parametrisation)
+            slope = torch.where(moved, (l_a - l_b) / torch.where(moved, d, 1.0), 0.0)
         return (slope * out.q).sum() / q.numel()
 
     # -------------------------------------------------------------- pictures
