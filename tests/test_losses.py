@@ -68,17 +68,21 @@ def test_diversity_sensitive_sign_and_scale():
     assert diversity_sensitive(same, z).item() == 0
 
 
-def test_diversity_sensitive_tau_bounds_each_pair():
+def test_diversity_sensitive_tau_bounds_the_batch_mean():
+    """DSGAN's bound: min(mean ratio, tau). Below tau every pair is pushed apart; above it nothing is."""
     z = torch.ones(4, 2)
     z[2:] = -1.0                                  # |z_i - z_i'| = 2 for both pairs
-    out = torch.tensor([[0.0], [0.0], [1.0], [8.0]], requires_grad=True)   # ratios 0.5 and 4
+    out = torch.tensor([[0.0], [0.0], [1.0], [8.0]], requires_grad=True)   # ratios 0.5 and 4, mean 2.25
     assert diversity_sensitive(out, z).item() == pytest.approx(-(0.5 + 4.0) / 2)
     ds = diversity_sensitive(out, z, tau=1.0)
-    assert ds.item() == pytest.approx(-(0.5 + 1.0) / 2)
+    assert ds.item() == pytest.approx(-1.0)
     ds.backward()
-    # the pair beyond tau gets no gradient (no more reward for spreading it); the other one does
-    assert out.grad[1, 0] == 0 and out.grad[3, 0] == 0
-    assert out.grad[0, 0] != 0 and out.grad[2, 0] != 0
+    assert torch.all(out.grad == 0)               # diverse enough on average: no force, not even on pair 0
+    out.grad = None
+    ds = diversity_sensitive(out, z, tau=3.0)     # below the bound: the unbounded term, every pair pushed
+    assert ds.item() == pytest.approx(-2.25)
+    ds.backward()
+    assert torch.all(out.grad != 0)
 
 
 def test_r1_penalty_matches_analytic_gradient():
@@ -164,6 +168,19 @@ def test_noise_head_ds_output_space(ds_ab):
     assert torch.allclose(out.ds_outputs["G_n"], want)
     with pytest.raises(UserError, match="ds_ab"):
         _pipe("nr-gan", "noise", ds_ab="var")
+
+
+@pytest.mark.parametrize("noise_gen", ["ab", "map"])
+def test_noise_ds_on_the_sample(noise_gen):
+    """ds_n_target="sample": DS sees the noise image n (NR-GAN's trainer), so its gradient grows the noise
+    magnitude of both halves, whose eps differ, rather than spreading G_n's parameters."""
+    pipe = _pipe("nr-gan", "noise", noise_gen=noise_gen, ds_n_target="sample")
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    out = pipe(x, pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
+    assert torch.allclose(out.ds_outputs["G_n"], (out.u - out.x_blur).flatten(1), atol=1e-6)
+    assert out.ds_outputs["G_n"].abs().mean() > 1e-4          # a real noise image, not zeros
+    with pytest.raises(UserError, match="ds_n_target"):
+        _pipe("nr-gan", "noise", ds_n_target="n")
 
 
 @pytest.mark.parametrize("target", ["both", "mask"])

@@ -30,20 +30,21 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 def diversity_sensitive(out: torch.Tensor, z: torch.Tensor, eps: float = 1e-8,
                         tau: float = 0.0) -> torch.Tensor:
-    """L_DS = -mean_i( min(mean|o_i - o_i'| / mean|z_i - z_i'|, tau) ) over pairs of the batch's two halves.
+    """L_DS = -min( mean_i(mean|o_i - o_i'| / mean|z_i - z_i'|), tau ) over pairs of the batch's two halves.
 
     Minimising it (with a positive weight) makes outputs differ when latents differ, so a
     degradation generator does not collapse to one kernel / quality / noise level. tau > 0 bounds
-    each pair's reward as in DSGAN (Yang et al. 2019), so the term stops spreading once outputs
-    differ enough; tau = 0 leaves it unbounded (the paper's form).
+    the batch's mean reward as in DSGAN (Yang et al. 2019, the expectation inside the min): once the
+    outputs differ enough on average the term stops acting, so it resists a collapse without demanding
+    a spread (a 0/1 mixture of masks is left alone). tau = 0 leaves it unbounded (the paper's form).
     """
     h = out.shape[0] // 2
     d_out = (out[:h] - out[h:2 * h]).abs().flatten(1).mean(1)
     d_z = (z[:h] - z[h:2 * h]).abs().flatten(1).mean(1)
-    ratio = d_out / (d_z + eps)
+    reward = (d_out / (d_z + eps)).mean()
     if tau > 0:
-        ratio = ratio.clamp(max=tau)
-    return -ratio.mean()
+        reward = reward.clamp(max=tau)
+    return -reward
 
 
 def ac_blur_weight(k: torch.Tensor, mu_k: float) -> torch.Tensor:

@@ -79,7 +79,7 @@ class DegradationPipeline(nn.Module):
                  kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "poisson",
                  noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096,
                  dequantize: bool = True, q_param: str = "sigmoid", q_grad: str = "ste",
-                 ds_ab: str = "std", ds_q_target: str = "both"):
+                 ds_ab: str = "std", ds_q_target: str = "both", ds_n_target: str = "params"):
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
         self.dequantize = bool(dequantize)
@@ -100,6 +100,11 @@ class DegradationPipeline(nn.Module):
         # What the DS term spreads for the (a, b) head: the noise stds sqrt(a), sqrt(b), or the head's
         # own log-variances (scale-free: the same reward for a spread in every decade of a and b).
         self.ds_ab = ds_ab
+        if ds_n_target not in ("params", "sample"):
+            raise UserError(f"ds_n_target must be 'params' or 'sample', got {ds_n_target!r}")
+        # "sample": DS on the noise image n itself, as NR-GAN's trainer does (its eps differs between the
+        # two halves, so the term rewards noise *magnitude*, not a spread of the parameters)
+        self.ds_n_target = ds_n_target
         if ds_q_target not in ("both", "mask"):
             raise UserError(f"ds_q_target must be 'both' or 'mask', got {ds_q_target!r}")
         self.ds_q_target = ds_q_target
@@ -172,7 +177,7 @@ class DegradationPipeline(nn.Module):
                 else:
                     a, b = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
                     out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
-                    if spec.noise == "generator":
+                    if spec.noise == "generator" and self.ds_n_target == "params":
                         ab = torch.stack([a, b], 1)
                         out.ds_outputs["G_n"] = ab.log() if self.ds_ab == "logvar" else ab.sqrt()
                 nz = 2 * generated_noise(x01, torch.stack([a, b], 1), "brooks", eps=eps)
@@ -180,8 +185,10 @@ class DegradationPipeline(nn.Module):
                 # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
                 g = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
                 nz = generated_noise(h, g, self.noise_prior, eps=eps)
-                if spec.noise == "generator":
+                if spec.noise == "generator" and self.ds_n_target == "params":
                     out.ds_outputs["G_n"] = g.flatten(1)
+            if spec.noise == "generator" and self.ds_n_target == "sample":
+                out.ds_outputs["G_n"] = nz.flatten(1)
             out.stats["noise_std"] = nz.detach().flatten(1).std(dim=1) / 2
             h = h + nz
         out.u = h

@@ -54,7 +54,8 @@ class TrainConfig:
     ds_n: Optional[float] = None
     ds_q: Optional[float] = None
     ds_q_target: str = "both"        # DS on G_q's outputs: "both" (q, m_q) | "mask" m_q alone
-    ds_tau: float = 0.0              # DSGAN bound on each pair's DS reward (0: unbounded, the paper's form)
+    ds_tau: float = 0.0              # DSGAN bound on the batch's mean DS reward (0: unbounded, the paper's form)
+    ds_n_target: str = "params"      # DS on G_n's "params" (a, b) or scale map, or on the noise "sample" n (NR-GAN)
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator
     ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)

@@ -118,7 +118,7 @@ def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: 
                                noise_gen=cfg.noise_gen, noise_prior=cfg.noise_prior, noise_width=cfg.width,
                                mask_init=cfg.mask_init, data_seed=cfg.data_seed, dequantize=cfg.dequantize,
                                q_param=cfg.q_param, q_grad=cfg.q_grad, ds_ab=cfg.ds_ab,
-                               ds_q_target=cfg.ds_q_target)
+                               ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target)
     return Nets(G_x, D_y, pipe, copy.deepcopy(G_x).eval().requires_grad_(False),
                 copy.deepcopy(pipe).eval().requires_grad_(False))
 
