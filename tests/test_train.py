@@ -261,6 +261,11 @@ def test_stored_configs_keep_the_defaults_they_were_trained_with():
     del old["q_param"], old["q_grad"]
     cfg = TrainConfig.from_dict(old)
     assert (cfg.q_param, cfg.q_grad) == ("sigmoid", "ste")
+    # likewise G_n's DS target: configs written before ds_n_target existed trained with DS on (a, b)
+    assert TrainConfig().ds_n_target == "sample"
+    old = TrainConfig().to_dict()
+    del old["ds_n_target"]
+    assert TrainConfig.from_dict(old).ds_n_target == "params"
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 

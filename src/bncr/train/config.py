@@ -55,7 +55,7 @@ class TrainConfig:
     ds_q: Optional[float] = None
     ds_q_target: str = "both"        # DS on G_q's outputs: "both" (q, m_q) | "mask" m_q alone
     ds_tau: float = 0.0              # DSGAN bound on the batch's mean DS reward (0: unbounded, the paper's form)
-    ds_n_target: str = "params"      # DS on G_n's "params" (a, b) or scale map, or on the noise "sample" n (NR-GAN)
+    ds_n_target: str = "sample"      # DS on the noise image n as NR-GAN's trainer does, or on G_n's "params"
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator
     ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
@@ -96,7 +96,7 @@ class TrainConfig:
 
 # Options whose default changed: a stored config without the key was trained with these values.
 # q_param / q_grad: "sigmoid" / "ste" until the fourth session (docs/oracle-diagnostic.md says why they changed).
-LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste", "q_fd_sides": 2}
+LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste", "q_fd_sides": 2, "ds_n_target": "params"}
 
 # Named option sets. "paper": NR-GAN / BNCR-GAN defaults (the dataclass defaults). "cpu": narrow nets
 # and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
