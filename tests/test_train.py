@@ -276,3 +276,14 @@ def test_per_generator_ds_weights(tmp_path):
     assert "G_q_ds" not in row and "G_k_ds" in row and "G_n_ds" in row
     with pytest.raises(UserError, match="ds_n"):
         Trainer(tiny_cfg("bncr-gan", ds_n=-1.0), tmp_path / "bad", progress=False)
+
+
+def test_per_generator_ds_bound(tmp_path):
+    """ds_q_tau bounds G_q's DS reward alone (None: ds_tau): with a tiny bound G_q's term is -ds * tau
+    exactly, while G_k's stays unbounded."""
+    out = train(tiny_cfg("bncr-gan", iters=2, ds_q_tau=1e-6), tmp_path / "run", progress=False)
+    row = json.loads((out / "stats.jsonl").read_text().splitlines()[-1])
+    assert row["G_q_ds"] == pytest.approx(-0.02 * 1e-6, rel=1e-4)
+    assert row["G_k_ds"] < -1e-6
+    with pytest.raises(UserError, match="ds_q_tau"):
+        Trainer(tiny_cfg("bncr-gan", ds_q_tau=-1.0), tmp_path / "bad", progress=False)

@@ -55,6 +55,9 @@ class TrainConfig:
     ds_q: Optional[float] = None
     ds_q_target: str = "both"        # DS on G_q's outputs: "both" (q, m_q) | "mask" m_q alone
     ds_tau: float = 0.0              # DSGAN bound on the batch's mean DS reward (0: unbounded, the paper's form)
+    ds_k_tau: Optional[float] = None  # the bound for G_k alone (None: ds_tau); likewise ds_n_tau, ds_q_tau
+    ds_n_tau: Optional[float] = None
+    ds_q_tau: Optional[float] = None
     ds_n_target: str = "sample"      # DS on the noise image n as NR-GAN's trainer does, or on G_n's "params"
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator

@@ -159,7 +159,7 @@ class Trainer:
             raise UserError(f"q_fd_sides must be 1 or 2, got {cfg.q_fd_sides}")
         if cfg.ac_norm not in ("sum", "mean"):
             raise UserError(f"ac_norm must be 'sum' or 'mean', got {cfg.ac_norm!r}")
-        for key in ("ds", "ds_k", "ds_n", "ds_q", "ds_tau"):
+        for key in ("ds", "ds_k", "ds_n", "ds_q", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau"):
             if (getattr(cfg, key) or 0) < 0:
                 raise UserError(f"{key} must be >= 0, got {getattr(cfg, key)}")
         if cfg.batch % self.d.world:
@@ -306,10 +306,11 @@ class Trainer:
         if n.pipe.q_grad == "fd" and out.q is not None and out.q.requires_grad:
             terms["G_q_fd"] = self._q_fd_surrogate(out, lat, g_loss_per_image(logits_g.detach()))
         for name, o in out.ds_outputs.items():         # name: "G_k", "G_n" or "G_q"
-            w = getattr(cfg, "ds_" + name[-1])
+            w, tau = getattr(cfg, "ds_" + name[-1]), getattr(cfg, f"ds_{name[-1]}_tau")
             w = cfg.ds if w is None else w
             if w > 0:
-                terms[f"{name}_ds"] = w * diversity_sensitive(o, lat["z" + name[1:]], tau=cfg.ds_tau)
+                terms[f"{name}_ds"] = w * diversity_sensitive(o, lat["z" + name[1:]],
+                                                              tau=cfg.ds_tau if tau is None else tau)
         spec = n.pipe.spec
         if spec.ac_blur and cfg.ac > 0 and out.k is not None:
             terms["AC_blur"] = cfg.ac * adaptive_consistency(out.x, out.x_blur, ac_blur_weight(out.k, cfg.mu_k),
