@@ -266,6 +266,11 @@ def test_stored_configs_keep_the_defaults_they_were_trained_with():
     old = TrainConfig().to_dict()
     del old["ds_n_target"]
     assert TrainConfig.from_dict(old).ds_n_target == "params"
+    # and G_q's DS: on (q, m_q) unbounded before the fifth session, on the mask with a bound of 0.1 now
+    old = TrainConfig().to_dict()
+    del old["ds_q_target"], old["ds_q_tau"]
+    assert (TrainConfig.from_dict(old).ds_q_target, TrainConfig.from_dict(old).ds_q_tau) == ("both", None)
+    assert (TrainConfig().ds_q_target, TrainConfig().ds_q_tau) == ("mask", 0.1)
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 

@@ -53,11 +53,11 @@ class TrainConfig:
     ds_k: Optional[float] = None     # DS weight on G_k alone (None: ds); likewise ds_n, ds_q
     ds_n: Optional[float] = None
     ds_q: Optional[float] = None
-    ds_q_target: str = "both"        # DS on G_q's outputs: "both" (q, m_q) | "mask" m_q alone
+    ds_q_target: str = "mask"        # DS on G_q's mask m_q alone (docs/oracle-diagnostic.md) | "both" (q, m_q)
     ds_tau: float = 0.0              # DSGAN bound on the batch's mean DS reward (0: unbounded, the paper's form)
     ds_k_tau: Optional[float] = None  # the bound for G_k alone (None: ds_tau); likewise ds_n_tau, ds_q_tau
     ds_n_tau: Optional[float] = None
-    ds_q_tau: Optional[float] = None
+    ds_q_tau: Optional[float] = 0.1  # G_q's bound: resists a collapse of the mask, demands little spread
     ds_n_target: str = "sample"      # DS on the noise image n as NR-GAN's trainer does, or on G_n's "params"
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator
@@ -98,8 +98,10 @@ class TrainConfig:
 
 
 # Options whose default changed: a stored config without the key was trained with these values.
-# q_param / q_grad: "sigmoid" / "ste" until the fourth session (docs/oracle-diagnostic.md says why they changed).
-LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste", "q_fd_sides": 2, "ds_n_target": "params"}
+# q_param / q_grad: "sigmoid" / "ste" until the fourth session; ds_n_target / ds_q_target / ds_q_tau: "params" /
+# "both" / None until the fifth (docs/oracle-diagnostic.md says why each changed).
+LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste", "q_fd_sides": 2, "ds_n_target": "params",
+                                   "ds_q_target": "both", "ds_q_tau": None}
 
 # Named option sets. "paper": NR-GAN / BNCR-GAN defaults (the dataclass defaults). "cpu": narrow nets
 # and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
