@@ -177,18 +177,18 @@ class DegradationPipeline(nn.Module):
                 else:
                     a, b = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
                     out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
-                    if spec.noise == "generator" and self.ds_n_target == "params":
-                        ab = torch.stack([a, b], 1)
-                        out.ds_outputs["G_n"] = ab.log() if self.ds_ab == "logvar" else ab.sqrt()
-                nz = 2 * generated_noise(x01, torch.stack([a, b], 1), "brooks", eps=eps)
+                ab = torch.stack([a, b], 1)
+                nz = 2 * generated_noise(x01, ab, "brooks", eps=eps)
             else:
                 # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
                 g = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
                 nz = generated_noise(h, g, self.noise_prior, eps=eps)
-                if spec.noise == "generator" and self.ds_n_target == "params":
-                    out.ds_outputs["G_n"] = g.flatten(1)
+            # DS sees the noise image (NR-GAN's trainer) or G_n's own parameters
             if spec.noise == "generator" and self.ds_n_target == "sample":
                 out.ds_outputs["G_n"] = nz.flatten(1)
+            elif spec.noise == "generator":
+                out.ds_outputs["G_n"] = ((ab.log() if self.ds_ab == "logvar" else ab.sqrt()) if self.noise_gen == "ab"
+                                         else g.flatten(1))
             out.stats["noise_std"] = nz.detach().flatten(1).std(dim=1) / 2
             h = h + nz
         out.u = h
