@@ -99,23 +99,37 @@ command("models", "list the models of the paper (stages: off / known / parameter
 
 
 # ---------------------------------------------------------------- train
-def cmd_train(args: argparse.Namespace) -> None:
-    from .train.config import preset
-    from .train.loop import train
-    cfg = preset(args.preset)
-    cfg.model, cfg.setting, cfg.dataset, cfg.data_root = args.model, args.setting, args.dataset, args.data_root
-    cfg.resolution = args.resolution
-    if args.iters is not None:
-        cfg.iters = args.iters
-    if args.width is not None:
-        cfg.width = args.width
-    if args.count is not None:
-        cfg.count = args.count
-    if args.seed is not None:
-        cfg.seed = args.seed
+def resolve_train_config(args: argparse.Namespace):
+    """The TrainConfig that `bncr train` would run: preset or --like run, then the explicit options, then --set."""
+    from .train.config import TrainConfig, preset
+    if args.like:
+        from .metrics.evaluate import run_config
+        if args.preset is not None:
+            raise UserError("--like and --preset are exclusive: --like replays a run's resolved options")
+        cfg = TrainConfig.from_dict(run_config(args.like)["config"])
+    else:
+        cfg = preset(args.preset or "default")
+        if args.model is None or args.setting is None:
+            raise UserError("--model and --setting are required (or --like RUN_DIR to replay a run's options)")
+    for key in ("model", "setting", "dataset", "data_root", "resolution", "iters", "width", "count", "seed"):
+        v = getattr(args, key)
+        if v is not None:
+            setattr(cfg, key, v)
     if args.oracle_clean:
         cfg.oracle_clean = True
-    cfg = cfg.override(args.set or [])
+    return cfg.override(args.set or [])
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    if args.preset == "help":
+        return cmd_presets(args)
+    cfg = resolve_train_config(args)
+    if args.dry_run:
+        print(cfg.to_json())
+        return
+    if not args.out:
+        raise UserError("--out is required: the run directory to write (or --dry-run to only print the options)")
+    from .train.loop import train
     out = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     import os
     if os.environ.get("RANK", "0") == "0":
@@ -123,14 +137,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model name (`bncr models`)")
-    p.add_argument("--setting", required=True, help="degradation setting (`bncr settings`)")
-    p.add_argument("--dataset", default="deadleaves", help="deadleaves | cifar10 | fashion-mnist | image folder")
+    p.add_argument("--model", default=None, help="model name (`bncr models`); required unless --like")
+    p.add_argument("--setting", default=None, help="degradation setting (`bncr settings`); required unless --like")
+    p.add_argument("--dataset", default=None,
+                   help="shapes (embedded, default) | deadleaves | cifar10 | fashion-mnist | image folder")
     p.add_argument("--data-root", default=None)
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--count", type=int, default=None, help="use the first N training images")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", default="paper", help="option set: paper (default, NR-GAN settings) | cpu (narrow, short)")
+    p.add_argument("--out", default=None, help="run directory (required unless --dry-run)")
+    p.add_argument("--preset", default=None,
+                   help="option set (`bncr presets`; default paper); 'help' lists them and their differences")
+    p.add_argument("--like", default=None, metavar="RUN_DIR",
+                   help="replay a run's resolved options (its config.json); the options given here override them")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
     p.add_argument("--iters", type=int, default=None, help="iterations (paper: 200k)")
     p.add_argument("--width", type=int, default=None, help="base channels of G_x and D_y (paper: 128)")
     p.add_argument("--seed", type=int, default=None)
@@ -143,6 +162,51 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 cmd_train.add_args = _train_args
 command("train", "train a model on a degraded dataset")(cmd_train)
+
+
+# ---------------------------------------------------------------- presets
+def cmd_presets(args: argparse.Namespace) -> None:
+    from .train.config import PRESETS, preset_differences
+    for name, (desc, _) in PRESETS.items():
+        print(f"{name}: {desc}")
+    print()
+    print("options where the presets differ (every other option is the same in all of them):")
+    print(preset_differences())
+
+
+command("presets", "list the named option sets of `bncr train --preset` and where they differ")(cmd_presets)
+
+
+# ---------------------------------------------------------------- compare
+def cmd_compare(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .io import atomic_write_text
+    from .metrics.compare import compare_runs, markdown, to_json
+    from .metrics.evaluate import one_line_warnings
+    with one_line_warnings():
+        rows = compare_runs(args.runs, num=args.num, fid=args.fid, data_rows=not args.no_data,
+                            progress=not args.no_progress)
+    table = markdown(rows)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_text(out, table + "\n")
+        atomic_write_text(out.with_suffix(".json"), to_json(rows) + "\n")
+        print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run directories trained on the same data")
+    p.add_argument("--num", type=int, default=500, help="images per row and reference images (default 500)")
+    p.add_argument("--fid", action="store_true", help="FID too (biased below 2048 images; KID is not)")
+    p.add_argument("--no-data", action="store_true", help="omit the clean-data and degraded-data rows")
+    p.add_argument("--out", default=None, help="also write the table here (.md) and the numbers beside it (.json)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+cmd_compare.add_args = _compare_args
+command("compare", "KID and sharpness / noise / blockiness of several runs' clean fakes vs the clean data")(cmd_compare)
 
 
 # ---------------------------------------------------------------- sample

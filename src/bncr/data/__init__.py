@@ -25,11 +25,12 @@ import numpy as np
 
 from ..errors import UserError
 
-DATASET_NAMES = ("deadleaves", "cifar10", "fashion-mnist")
+DATASET_NAMES = ("shapes", "deadleaves", "cifar10", "fashion-mnist")
 SPLITS = ("train", "test")
 FOLDER_DEFAULT_RESOLUTION = 128
 
 _ALIASES = {
+    "shapes": "shapes",
     "deadleaves": "deadleaves", "dead-leaves": "deadleaves", "dead_leaves": "deadleaves",
     "cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10",
     "fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
@@ -161,6 +162,12 @@ def open_dataset(spec: str, resolution: int | None = None, *, root: str | None =
         if n is None:
             n = 50000 if split == "train" else 10000
         return DeadLeavesDataset(count=n, resolution=res, seed=seed, split=split)
+    if kind == "shapes":
+        from .shapes import ShapesDataset
+        n = check_count(count, None, "shapes")
+        if n is None:
+            n = 50000 if split == "train" else 10000
+        return ShapesDataset(count=n, resolution=res, seed=seed, split=split)
     if kind == "cifar10":
         from .cifar10 import Cifar10Dataset
         return Cifar10Dataset(root=root, split=split, resolution=res, download=download, count=count)
@@ -181,8 +188,9 @@ def open_dataset(spec: str, resolution: int | None = None, *, root: str | None =
 # Re-exported for convenience (imported last: these modules use the names defined above).
 from .cifar10 import Cifar10Dataset  # noqa: E402
 from .deadleaves import DeadLeavesDataset  # noqa: E402
+from .shapes import ShapesDataset  # noqa: E402
 from .fashion_mnist import FashionMnistDataset  # noqa: E402
 from .folder import ImageFolderDataset  # noqa: E402
 
 __all__ = ["ImageDataset", "open_dataset", "default_resolution", "data_root", "DATASET_NAMES", "SPLITS",
-           "Cifar10Dataset", "DeadLeavesDataset", "FashionMnistDataset", "ImageFolderDataset"]
+           "Cifar10Dataset", "DeadLeavesDataset", "ShapesDataset", "FashionMnistDataset", "ImageFolderDataset"]

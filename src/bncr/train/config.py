@@ -14,7 +14,7 @@ class TrainConfig:
     # --- what to train
     model: str = "bncr-gan"          # name from `bncr models`
     setting: str = "N"               # paper setting letter (`bncr settings`)
-    dataset: str = "deadleaves"      # deadleaves | cifar10 | fashion-mnist | image folder path
+    dataset: str = "shapes"          # shapes | deadleaves | cifar10 | fashion-mnist | image folder path
     data_root: Optional[str] = None  # where cifar10 / fashion-mnist files are
     resolution: Optional[int] = None  # None: the dataset's default (32; folders 128)
     count: Optional[int] = None      # number of training images (None: the whole dataset)
@@ -103,21 +103,52 @@ class TrainConfig:
 LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste", "q_fd_sides": 2, "ds_n_target": "params",
                                    "ds_q_target": "both", "ds_q_tau": None}
 
-# Named option sets. "paper": NR-GAN / BNCR-GAN defaults (the dataclass defaults). "cpu": narrow nets
-# and short runs calibrated for 2-core CPUs (see docs/cpu-recipe.md); never the paper's experiment.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    # residual 1 / R1 1: the NR-GAN D (0.1, 10) learns too slowly for a few thousand iterations
-    # (benchmarks/d_probe.py, docs/oracle-diagnostic.md).
-    "cpu": {"width": 16, "d_width": 16, "batch": 16, "count": 5000, "iters": 2400, "ema": 0.99,
-            "residual": 1.0, "r1": 1.0, "tick": 50, "image_every": 500, "snap_every": 500},
+# Named option sets: name -> (what it is for, the values it sets over the dataclass defaults). Every preset
+# starts from the dataclass defaults, which are the project's measured recipe at the paper's scale.
+_PAPER_AS_WRITTEN = {
+    "q_grad": "ste",            # Sec. 4.2: q^g reaches D through a differentiable JPEG (gradient through the codec)
+    "q_param": "sigmoid",       # G_q outputs a quality in (0, 100)
+    "ds_q_target": "both",      # Sec. 7.1: DS regularisation on G_q's outputs (q^g, m_q)
+    "ds_q_tau": None,           #   unbounded, as DSGAN's form without a bound
+    "ds_n_target": "sample",    #   and on G_n's output, the noise image (NR-GAN's trainer)
+    "ac_norm": "sum",           # Eq. 7-8: the squared norm ||.||^2 of the whole image
+}
+# The CPU scale at which G_x converges on 2 cores (docs/research/cpu-scale.md): the embedded shapes data,
+# narrow nets, a faster-learning D (residual 1, R1 1), short EMA.
+_LAPTOP = {"dataset": "shapes", "width": 16, "d_width": 16, "batch": 16, "count": 5000, "iters": 4000,
+           "ema": 0.99, "residual": 1.0, "r1": 1.0, "tick": 50, "image_every": 500, "snap_every": 1000}
+
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("the project's recipe at the paper's scale: NR-GAN's nets and optimiser, with the measured "
+                "departures of docs/oracle-diagnostic.md (finite-difference q-gradient, clamped q, bounded DS on "
+                "m_q, per-value AC)", {}),
+    "paper": ("the paper's method as written (straight-through q-gradient, sigmoid q, DS on the generators' "
+              "outputs, AC as the squared norm of Eq. 7-8), NR-GAN's nets and optimiser", dict(_PAPER_AS_WRITTEN)),
+    "laptop": ("the CPU scale where G_x converges on 2 cores in about 10 minutes: shapes data, width 16, "
+               "batch 16, 4,000 iterations (docs/research/cpu-scale.md); never the paper's experiment", dict(_LAPTOP)),
+    "cpu": ("narrow nets and short runs on dead leaves, the earlier CPU recipe (docs/cpu-recipe.md)",
+            {"dataset": "deadleaves", "width": 16, "d_width": 16, "batch": 16, "count": 5000, "iters": 2400,
+             "ema": 0.99, "residual": 1.0, "r1": 1.0, "tick": 50, "image_every": 500, "snap_every": 500}),
 }
 
 
 def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
-        raise UserError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return TrainConfig(**PRESETS[name])
+        raise UserError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)} (`bncr presets` lists them)")
+    return TrainConfig(**PRESETS[name][1])
+
+
+def preset_differences(names: Optional[list[str]] = None) -> str:
+    """A text table of the options whose value differs between the presets `names` (default: all)."""
+    names = list(names or PRESETS)
+    cfgs = {n: preset(n).to_dict() for n in names}
+    keys = [k for k in cfgs[names[0]] if len({json.dumps(c[k]) for c in cfgs.values()}) > 1]
+    w = max([len(k) for k in keys] + [6])
+    cw = [max(len(n), *(len(json.dumps(cfgs[n][k])) for k in keys)) for n in names]
+    lines = [f"{'option':<{w}}  " + "  ".join(f"{n:<{c}}" for n, c in zip(names, cw))]
+    for k in keys:
+        lines.append(f"{k:<{w}}  " + "  ".join(f"{json.dumps(cfgs[n][k]):<{c}}" for n, c in zip(names, cw)))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _parse(raw: str, typ: Any, key: str) -> Any:
