@@ -133,3 +133,23 @@ def test_compare_rows_for_data_and_runs(tmp_path):
           "--out", str(other)])
     with pytest.raises(UserError, match="same data"):
         compare_runs([runs[0], other], num=20, extractor=FakeFeatures(), progress=False, cache_dir=tmp_path / "c")
+
+
+def test_bilinear_channels_last_generator_trains_and_reloads(tmp_path):
+    from bncr.api import load_generator
+    from bncr.train.loop import Trainer, build_generator
+    cfg = preset("laptop").override(["model=bncr-gan", "setting=N", "iters=2", "count=16", "batch=4", "width=8",
+                                     "z_dim=16", "threads=1", "g_upsample=bilinear", "channels_last=true"])
+    t = Trainer(cfg, tmp_path / "r", progress=False)
+    assert t.nets.G_x.blocks[0].upsample == "bilinear"
+    assert t.nets.D_y.blocks[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    t.run()
+    G = load_generator(tmp_path / "r")
+    z = torch.randn(3, 16)
+    assert torch.allclose(G(z), t.nets.G_x_ema(z), atol=1e-6)
+    # the upsampling changes the function: same weights under nearest give other images
+    G2 = build_generator(cfg.override(["g_upsample=nearest"]), 32)
+    G2.load_state_dict(G.state_dict())
+    assert not torch.allclose(G2(z), G(z), atol=1e-3)
+    with pytest.raises(UserError, match="upsample"):
+        build_generator(cfg.override(["g_upsample=cubic"]), 32)

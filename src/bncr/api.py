@@ -33,10 +33,10 @@ def load_generator(path: str | Path, device: Optional[str | torch.device] = None
 
     ``G = bncr.load_generator("runs/demo"); x = G(G.sample_z(16))`` gives images in [-1, 1].
     """
+    from .train.config import TrainConfig
+    from .train.loop import build_generator
     s = load_snapshot(path)
-    cfg = s["config"]
-    G = ResNetGenerator(int(s["resolution"]), int(cfg["width"]), int(cfg["z_dim"]),
-                        residual_factor=float(cfg.get("residual", 0.1)))
+    G = build_generator(TrainConfig.from_dict(s["config"]), int(s["resolution"]))
     G.load_state_dict(s["G_x"])
     return G.to(device or "cpu").eval().requires_grad_(False)
 

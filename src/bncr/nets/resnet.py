@@ -44,6 +44,7 @@ from ..errors import UserError
 
 __all__ = [
     "MIN_WIDTH",
+    "UPSAMPLE_MODES",
     "NetConfigError",
     "ResBlock",
     "OptimizedResBlock",
@@ -80,7 +81,12 @@ def _conv(cin: int, cout: int, ksize: int, gain: float) -> nn.Conv2d:
     return conv
 
 
-def _up(x: torch.Tensor) -> torch.Tensor:
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def _up(x: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
+    if mode == "bilinear":
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
@@ -111,16 +117,19 @@ class ResBlock(nn.Module):
     """Pre-activation residual block: shortcut(x) + residual_factor * conv(relu(conv(relu(x)))).
 
     resample=None: plain block (1x1 shortcut only if channels change).
-    resample="up": nearest x2 before the first conv; shortcut = nearest x2 then 1x1 conv.
+    resample="up": x2 (`upsample`: nearest, NR-GAN's, or bilinear) before the first conv; shortcut = x2 then 1x1 conv.
     resample="down": conv (in->in), conv (in->out), 2x2 avg pool; shortcut = 1x1 conv then pool.
     """
 
     def __init__(self, in_channels: int, out_channels: int, resample: Optional[str] = None,
-                 residual_factor: float = 0.1) -> None:
+                 residual_factor: float = 0.1, upsample: str = "nearest") -> None:
         super().__init__()
         if resample not in (None, "up", "down"):
             raise ValueError(f"ResBlock resample must be None, 'up' or 'down', got {resample!r}")
+        if upsample not in UPSAMPLE_MODES:
+            raise NetConfigError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.resample = resample
+        self.upsample = upsample
         self.residual_factor = float(residual_factor)
         mid = in_channels if resample == "down" else out_channels
         self.conv1 = _conv(in_channels, mid, 3, RESIDUAL_GAIN)
@@ -132,8 +141,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.resample == "up":
-            s = _up(x)
-            h = _up(F.relu(x))
+            s = _up(x, self.upsample)
+            h = _up(F.relu(x), self.upsample)
         else:
             s = x
             h = F.relu(x)
@@ -228,11 +237,13 @@ class ResNetGenerator(nn.Module):
             (log2(R / 4) + 1 entries). Default (1, 1, 1, 1) at 32 (NR-GAN), (4, 4, 2, 2, 1, 1) at 128.
         residual_factor: scale of the residual branch (NR-GAN: 0.1).
         out_activation: "tanh" (default) or None (raw conv output, e.g. for a custom head).
+        upsample: "nearest" (NR-GAN) or "bilinear" x2 in the up-blocks. Nearest x2 from the 4x4 map draws
+            8x8 blocks early in training, on the very grid of JPEG's 8x8 blocks (docs/research/cpu-scale.md).
     """
 
     def __init__(self, resolution: int = 32, width: int = 128, z_dim: int = 128, out_channels: int = 3,
                  channel_multipliers: Optional[Sequence[int]] = None, residual_factor: float = 0.1,
-                 out_activation: Optional[str] = "tanh") -> None:
+                 out_activation: Optional[str] = "tanh", upsample: str = "nearest") -> None:
         super().__init__()
         e = _check_common("ResNetGenerator", width, resolution, 8)
         if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
@@ -251,7 +262,7 @@ class ResNetGenerator(nn.Module):
         self.out_activation = out_activation
         self.linear = nn.Linear(z_dim, chans[0] * 16)
         _xavier(self.linear, PLAIN_GAIN)
-        self.blocks = nn.Sequential(*[ResBlock(chans[i], chans[i + 1], "up", residual_factor)
+        self.blocks = nn.Sequential(*[ResBlock(chans[i], chans[i + 1], "up", residual_factor, upsample)
                                       for i in range(len(chans) - 1)])
         self.out_conv = _conv(chans[-1], out_channels, 3, PLAIN_GAIN)
 

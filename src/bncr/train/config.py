@@ -31,6 +31,8 @@ class TrainConfig:
     d_width: Optional[int] = None    # base channels of D_y if different from width
     z_dim: int = 128                 # latent size of G_x (and of G_k, G_n, G_q)
     residual: float = 0.1            # scale of the residual branch in G_x and D_y blocks (NR-GAN: 0.1)
+    g_upsample: str = "nearest"      # x2 upsampling in G_x's blocks: "nearest" (NR-GAN) | "bilinear"
+    channels_last: bool = False      # G_x and D_y in channels-last memory format (faster convolutions on CPUs)
     kernel_size: Optional[int] = None  # K of G_k (None: covers the setting's kernels; 7 at 32, 13 at 128)
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
     noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson

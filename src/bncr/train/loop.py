@@ -111,9 +111,17 @@ class Nets:
         return list(self.G_x.parameters()) + list(self.pipe.parameters())
 
 
+def build_generator(cfg: TrainConfig, resolution: int) -> ResNetGenerator:
+    """G_x as the config describes it (the one place that does; training and loading use it)."""
+    G_x = ResNetGenerator(resolution, cfg.width, cfg.z_dim, residual_factor=cfg.residual, upsample=cfg.g_upsample)
+    return G_x.to(memory_format=torch.channels_last) if cfg.channels_last else G_x
+
+
 def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: int) -> Nets:
-    G_x = ResNetGenerator(resolution, cfg.width, cfg.z_dim, residual_factor=cfg.residual)
+    G_x = build_generator(cfg, resolution)
     D_y = ResNetDiscriminator(resolution, cfg.d_width or cfg.width, residual_factor=cfg.residual)
+    if cfg.channels_last:
+        D_y = D_y.to(memory_format=torch.channels_last)
     pipe = DegradationPipeline(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size,
                                noise_gen=cfg.noise_gen, noise_prior=cfg.noise_prior, noise_width=cfg.width,
                                mask_init=cfg.mask_init, data_seed=cfg.data_seed, dequantize=cfg.dequantize,

@@ -1,0 +1,78 @@
+"""The CPU scale (docs/research/cpu-scale.md): convergence curves and comparison tables of small runs.
+
+    python benchmarks/cpu_scale.py curve runs/x [runs/y ...] [--num 500] [--kid]
+        per snapshot of each run: the degradation statistics of 500 EMA samples of G_x and their 7x7-patch
+        sliced Wasserstein distance to 500 clean training images (cheap); --kid adds KID (Inception, slow)
+    python benchmarks/cpu_scale.py table OUT.md runs/x [runs/y ...] [--num 500]
+        `bncr compare` of the runs (clean and degraded data rows first), written to OUT.md (+ .json)
+
+Run directories are ordinary `bncr train` outputs, so every number here can be reproduced with the command
+stored in the run's config.json (`bncr train --like RUN --out ...`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def curve(runs: list[str], num: int, kid: bool) -> None:
+    from bncr.api import load_generator, sample_images
+    from bncr.metrics.evaluate import evaluate_run, list_snapshots, open_reference, run_config, snapshot_iteration
+    from bncr.metrics.imagestats import image_stats
+    for run in runs:
+        cfg = run_config(run)
+        ref = open_reference(cfg)
+        clean = np.stack([ref[i] for i in range(min(num, len(ref)))])
+        kids = {}
+        if kid:
+            rep = evaluate_run(run, metrics=("kid",), num=num, snapshots="all", progress=False)
+            kids = {r.iteration: r.value for r in rep.rows}
+        print(f"{run}: {cfg['config']['model']} on {cfg['config']['dataset']} setting {cfg['config']['setting']}")
+        print(f"{'iteration':>9} " + " ".join(f"{k:>10}" for k in ("sharpness", "noise", "blockiness", "hf",
+                                                                      "patch_swd")) + ("  KID x1e3" if kid else ""))
+        for snap in list_snapshots(run):
+            it = snapshot_iteration(snap)
+            x = sample_images(load_generator(snap), num, seed=0).numpy()
+            s = image_stats(x, clean)
+            line = f"{it:>9} " + " ".join(f"{s[k]:>10.3f}" for k in ("sharpness", "noise", "blockiness", "hf",
+                                                                        "patch_swd"))
+            print(line + (f"  {kids[it] * 1e3:8.2f}" if it in kids else ""), flush=True)
+
+
+def table(out: str, runs: list[str], num: int) -> None:
+    from bncr.io import atomic_write_text
+    from bncr.metrics.compare import compare_runs, markdown, to_json
+    rows = compare_runs(runs, num=num, progress=False)
+    text = markdown(rows)
+    print(text)
+    atomic_write_text(out, text + "\n")
+    atomic_write_text(str(Path(out).with_suffix(".json")), to_json(rows) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("curve", help="statistics (and KID) of every snapshot of each run")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--num", type=int, default=500)
+    c.add_argument("--kid", action="store_true")
+    t = sub.add_parser("table", help="bncr compare of the runs, written to OUT")
+    t.add_argument("out")
+    t.add_argument("runs", nargs="+")
+    t.add_argument("--num", type=int, default=500)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if a.cmd == "curve":
+        curve(a.runs, a.num, a.kid)
+    else:
+        table(a.out, a.runs, a.num)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
