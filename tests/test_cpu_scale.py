@@ -153,3 +153,25 @@ def test_bilinear_channels_last_generator_trains_and_reloads(tmp_path):
     assert not torch.allclose(G2(z), G(z), atol=1e-3)
     with pytest.raises(UserError, match="upsample"):
         build_generator(cfg.override(["g_upsample=cubic"]), 32)
+
+
+def test_demo_trains_both_side_by_side_and_reports(tmp_path, monkeypatch, capsys):
+    """`bncr demo` end to end at a tiny size (a fake feature network stands in for Inception)."""
+    from test_eval import FakeFeatures
+    import bncr.metrics.inception as inc
+    monkeypatch.setattr(inc, "InceptionFeatures", lambda *a, **k: FakeFeatures())
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--num", "12", "--set", "iters=2", "--set", "count=32",
+                 "--set", "width=8", "--set", "batch=4", "--set", "z_dim=16"]) == 0
+    text = (out / "summary.md").read_text()
+    assert (out / "demo.png").stat().st_size > 10_000
+    assert "| bncr-gan (it 2) |" in text and "| gan (it 2) |" in text and "| degraded data (N) |" in text
+    assert "mean kernel entropy" in text and "W1 of q" in text
+    for m in ("bncr-gan", "gan"):
+        cfg = json.loads((out / m / "config.json").read_text())["config"]
+        assert cfg["model"] == m and cfg["dataset"] == "shapes" and cfg["threads"] == 1
+    # re-running re-uses the finished runs (no new training)
+    before = (out / "gan" / "stats.jsonl").read_text()
+    assert main(["demo", "--out", str(out), "--num", "12", "--set", "iters=2", "--set", "count=32",
+                 "--set", "width=8", "--set", "batch=4", "--set", "z_dim=16"]) == 0
+    assert (out / "gan" / "stats.jsonl").read_text() == before

@@ -209,6 +209,24 @@ cmd_compare.add_args = _compare_args
 command("compare", "KID and sharpness / noise / blockiness of several runs' clean fakes vs the clean data")(cmd_compare)
 
 
+# ---------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+    run_demo(args.out, preset=args.preset, setting=args.setting, sets=args.set or (), num=args.num)
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo-out", help="where the two runs, demo.png and summary.md go")
+    p.add_argument("--preset", default="laptop", help="option set of both runs (default laptop: ~10 min on 2 cores)")
+    p.add_argument("--setting", default="N", help="degradation setting (default N: blur, noise and JPEG)")
+    p.add_argument("--num", type=int, default=500, help="images per KID row (default 500)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="training option for both runs")
+
+
+cmd_demo.add_args = _demo_args
+command("demo", "the main job: BNCR-GAN and GAN side by side on degraded data, one picture, KID, recovery")(cmd_demo)
+
+
 # ---------------------------------------------------------------- sample
 def cmd_sample(args: argparse.Namespace) -> None:
     from pathlib import Path

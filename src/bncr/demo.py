@@ -54,7 +54,7 @@ def train_side_by_side(out: Path, models: Sequence[str], preset: str, setting: s
         raise UserError(f"demo: training of {', '.join(failed)} failed (see {out}/<model>.train.log and the output above)")
 
 
-def demo_picture(out: Path, bncr_run: Path, gan_run: Path, n: int = 32) -> Path:
+def demo_picture(out: Path, bncr_run: Path, gan_run: Path, n: int = 16) -> Path:
     """demo.png: clean data | real degraded | BNCR-GAN degraded fakes | BNCR-GAN clean fakes | GAN fakes."""
     import torch
 
@@ -68,9 +68,9 @@ def demo_picture(out: Path, bncr_run: Path, gan_run: Path, n: int = 32) -> Path:
     with torch.no_grad():
         gan = sample_images(load_generator(gan_run), n, seed=12345).numpy()
     held = np.stack([clean[len(clean) - 1 - i] for i in range(n)])
-    pics = [("clean data (not trained on)", held), ("real degraded (training data)", panels[0][1]),
-            ("BNCR-GAN degraded fakes", panels[1][1]), ("BNCR-GAN clean fakes", panels[2][1]),
-            ("GAN fakes (same data, same time)", gan)]
+    pics = [("clean data\n(never trained on)", held), ("real degraded\n(the training data)", panels[0][1][:n]),
+            ("BNCR-GAN\ndegraded fakes", panels[1][1][:n]), ("BNCR-GAN\nclean fakes", panels[2][1][:n]),
+            ("GAN fakes\n(same data, same time)", gan)]
     path = out / "demo.png"
     save_panels(pics, path, f"{cfg['dataset']} degraded by setting {cfg['setting']}, {cfg['iters']} iterations each",
                 nrow=4)
@@ -105,12 +105,14 @@ def run_demo(out: str | Path = "demo-out", *, preset: str = "laptop", setting: s
     print(f"demo: training {' and '.join(models)} side by side (preset {preset}, setting {setting}) into {out}/ ...",
           flush=True)
     train_side_by_side(out, models, preset, setting, sets)
+    from .metrics.evaluate import one_line_warnings
     t1 = time.time()
     print(f"demo: trained in {t1 - t0:.0f} s; measuring KID ({num} images each) and the learned degradation ...",
           flush=True)
     bncr_run, gan_run = out / models[0], out / models[1]
-    pic = demo_picture(out, bncr_run, gan_run)
-    print(summary(out, bncr_run, gan_run, num))
+    with one_line_warnings():
+        pic = demo_picture(out, bncr_run, gan_run)
+        print(summary(out, bncr_run, gan_run, num))
     print(f"demo: done in {time.time() - t0:.0f} s; picture {pic}, numbers {out / 'summary.md'}")
     return pic
 

@@ -48,7 +48,7 @@ def save_panels(panels: Sequence[tuple[str, np.ndarray]], path: Path, title: str
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94) if title else None)
     _savefig(fig, path)
 
 
