@@ -122,7 +122,7 @@ def test_compare_rows_for_data_and_runs(tmp_path):
     rows = compare_runs(runs, num=20, extractor=FakeFeatures(), progress=False, cache_dir=tmp_path / "c")
     assert [r.name for r in rows] == ["clean data", "degraded data (B)", "gan", "ambientgan"]
     clean, degraded = rows[0].values, rows[1].values
-    assert "images 20..23" in rows[0].source          # held-out clean images, not the reference itself
+    assert "images 20..23 (not the reference)" in rows[0].source   # held-out images, not the reference itself
     assert degraded["sharpness"] < clean["sharpness"]           # setting B blurs
     assert all(np.isfinite(list(r.values.values())).all() for r in rows)
     text = markdown(rows)

@@ -80,15 +80,18 @@ def compare_runs(runs: Sequence[Union[str, Path]], num: int = 500, *, seed: int 
 
     rows = []
     if data_rows:
-        # other clean images than the reference (KID of a set with itself is not its floor)
-        held = range(n_ref, min(2 * n_ref, len(reference)))
-        if len(held) >= 2:
-            rows.append(measured("clean data", f"{reference.description}, images {held.start}..{held.stop - 1} "
-                                 f"(not the reference 0..{n_ref - 1})", np.stack([reference[i] for i in held])))
+        # other images than the reference, for both data rows: KID of a set with itself is not its floor, and
+        # degraded copies of the reference images would be closer to it than any other images
+        held = np.arange(n_ref, min(2 * n_ref, len(reference)))
+        if len(held) < 2:
+            held = np.arange(n_ref)
+        note = f"images {held[0]}..{held[-1]}" + (" (not the reference)" if held[0] >= n_ref else " (= the reference)")
+        rows.append(measured("clean data", f"{reference.description}, {note}",
+                             np.stack([reference[int(i)] for i in held])))
         settings = list(dict.fromkeys(c["config"]["setting"] for c in cfgs))
         for s in settings:
             y, _ = materialise(reference.dataset, get_setting(s), int(cfgs[0]["config"].get("data_seed", 0)), progress)
-            rows.append(measured(f"degraded data ({s})", f"training images degraded by setting {s}", y[:n_ref]))
+            rows.append(measured(f"degraded data ({s})", f"the same {note} degraded by setting {s}", y[held]))
     for r, c in zip(runs, cfgs):
         rep = evaluate_run(r, metrics=kinds, num=num, snapshots="last", extractor=extractor, progress=progress,
                            cache_dir=cache_dir)
