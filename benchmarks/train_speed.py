@@ -7,6 +7,7 @@ reported as medians and as the ratio to `gan`. Usage:
     python benchmarks/train_speed.py --configs 32:32 --models gan,bncr-gan --steps 20
     python benchmarks/train_speed.py --count-ops              # tensor operations per step instead of time
     python benchmarks/train_speed.py --models gan,bncr-gan,bncr-gan@q_grad=ste   # per-model options after "@"
+    python benchmarks/train_speed.py --preset laptop --threads 1   # a preset's nets, batch and options
 
 --count-ops counts the tensor operations one training step dispatches (forward, backward, optimiser;
 views and other metadata-only operations excluded). Each one is at least one kernel launch on a GPU,
@@ -27,16 +28,20 @@ from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bncr.train.config import TrainConfig
+from bncr.train.config import preset
 from bncr.train.loop import Trainer
 
 
 def make_trainer(model: str, width: int, batch: int, setting: str, out: str, threads: int,
-                 overrides: tuple[str, ...] = ()) -> Trainer:
+                 overrides: tuple[str, ...] = (), preset_name: str = "default") -> Trainer:
     """`model` may carry its own options: "bncr-gan@q_grad=ste@ds=0" (after the common `overrides`)."""
     name, *own = model.split("@")
-    cfg = TrainConfig(model=name, setting=setting, width=width, batch=batch, count=256, iters=10**9,
-                      tick=10**9, image_every=10**9, snap_every=10**9, threads=threads).override(list(overrides) + own)
+    cfg = preset(preset_name).override([f"model={name}", f"setting={setting}", f"width={width}", f"batch={batch}",
+                                        "count=256", f"iters={10**9}", f"tick={10**9}", f"image_every={10**9}",
+                                        f"snap_every={10**9}", f"threads={threads}"])
+    if cfg.d_width is not None:
+        cfg.d_width = width
+    cfg = cfg.override(list(overrides) + own)
     tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in model)
     return Trainer(cfg, os.path.join(out, f"{tag}-{width}-{batch}"), progress=False)
 
@@ -78,7 +83,9 @@ def count_ops(trainer: Trainer) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", default="128:64,32:32,16:32", help="width:batch pairs")
+    ap.add_argument("--configs", default=None,
+                    help="width:batch pairs (default 128:64,32:32,16:32; with --preset: the preset's own)")
+    ap.add_argument("--preset", default="default", help="option set the models start from (`bncr presets`)")
     ap.add_argument("--models", default="gan,bncr-gan")
     ap.add_argument("--setting", default="N")
     ap.add_argument("--steps", type=int, default=10, help="timed rounds per model (after 2 warm-up steps)")
@@ -87,6 +94,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="TrainConfig override for every model (e.g. q_grad=ste)")
     args = ap.parse_args()
+    if args.configs is None:
+        p = preset(args.preset)
+        args.configs = f"{p.width}:{p.batch}" if args.preset != "default" else "128:64,32:32,16:32"
     models = args.models.split(",")
     if args.count_ops:
         print(f"torch {torch.__version__}; setting {args.setting}; options {args.set}; tensor operations per step\n")
@@ -99,7 +109,7 @@ def main() -> None:
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-    print(f"setting {args.setting}; options {args.set}; G batch = 2 x D batch; R1 every step\n")
+    print(f"preset {args.preset}; setting {args.setting}; options {args.set}; G batch = 2 x D batch; R1 every step\n")
     print("| width | D batch | model | s/iter (median) | it/s | ratio to gan |")
     print("|---|---|---|---|---|---|")
     for width, batch, trainers in _trainers_per_config(args, models):
@@ -115,8 +125,8 @@ def _trainers_per_config(args, models):
     with tempfile.TemporaryDirectory() as tmp:
         for pair in args.configs.split(","):
             width, batch = map(int, pair.split(":"))
-            yield width, batch, {m: make_trainer(m, width, batch, args.setting, tmp, args.threads, args.set)
-                                 for m in models}
+            yield width, batch, {m: make_trainer(m, width, batch, args.setting, tmp, args.threads, args.set,
+                                                 args.preset) for m in models}
 
 
 def time_steps(trainers: dict[str, Trainer], steps: int) -> dict[str, list[float]]:
