@@ -123,6 +123,16 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
                 "cell on a 2-core CPU); pass --snapshots all to report the best.",
                 "What the numbers mean, why the robust models do not beat GAN at this scale, and the load on the "
                 "machine during each run: docs/cpu-mini.md.")),
+    Grid("cpu-shapes", "CPU benchmark at the scale where G_x converges: shapes, settings A, B, H, noise, N, "
+         "preset laptop",
+         ("shapes",),
+         (("A", ("gan",)), ("B", ("gan", "ambientgan", "br-gan", "br-gan-nomask")),
+          ("H", ("gan", "ambientgan", "cr-gan", "cr-gan-nomask")), ("noise", ("gan", "ambientgan", "nr-gan")),
+          ("N", ("gan", "ambientgan", "bncr-gan", "bncr-gan-noac"))),
+         (0, 1, 2), "laptop", ("kid",), 500, "last", commit_results=True,
+         notes=("500 generated vs 500 clean training images, KID only (unbiased at this sample count; FID is not).",
+                "What the numbers mean, the degradation statistics of each model's clean fakes and the seeds that "
+                "were run: docs/research/cpu-scale.md.")),
 ]}
 
 
