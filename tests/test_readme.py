@@ -1,0 +1,43 @@
+"""Every `bncr` command shown in the README parses (so none can rot unnoticed)."""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from bncr.cli import build_parser
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands() -> list[list[str]]:
+    text = README.read_text()
+    cmds = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if "bncr " not in line or "..." in line:
+                continue
+            argv = shlex.split(line)
+            start = argv.index("bncr") if "bncr" in argv else argv.index("-m") + 1
+            cmds.append(argv[start + 1:])
+    for inline in re.findall(r"`(bncr [^`]+)`", text):
+        argv = shlex.split(inline)[1:]
+        if "..." not in inline and len(argv) > 1:   # a bare `bncr inspect` names a command, it is not a command line
+            cmds.append(argv)
+    return cmds
+
+
+def test_readme_names_only_real_commands():
+    from bncr.cli import COMMANDS
+    for name in re.findall(r"`bncr ([a-z]+)", README.read_text()):
+        assert name in COMMANDS, name
+
+
+def test_readme_commands_parse():
+    cmds = readme_commands()
+    assert len(cmds) >= 10
+    parser = build_parser()
+    for argv in cmds:
+        args = parser.parse_args(argv)          # SystemExit (a test failure) on any unknown option
+        assert args.command == argv[0]
