@@ -175,3 +175,23 @@ def test_demo_trains_both_side_by_side_and_reports(tmp_path, monkeypatch, capsys
     assert main(["demo", "--out", str(out), "--num", "12", "--set", "iters=2", "--set", "count=32",
                  "--set", "width=8", "--set", "batch=4", "--set", "z_dim=16"]) == 0
     assert (out / "gan" / "stats.jsonl").read_text() == before
+
+
+def test_metric_takes_several_values_and_train_skips_bad_files(tmp_path, capsys):
+    from bncr.cli import build_parser
+    a = build_parser().parse_args(["eval", "runs/x", "--metric", "fid", "kid"])
+    assert a.metric == ["fid", "kid"]
+    assert build_parser().parse_args(["eval", "runs/x", "--metric", "fid", "--metric", "kid"]).metric == ["fid", "kid"]
+    from PIL import Image
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(render_shapes(0, i)).save(folder / f"{i}.png")
+    (folder / "bad.png").write_bytes(b"not a png")
+    base = ["train", "--model", "gan", "--setting", "A", "--dataset", str(folder), "--resolution", "32",
+            "--preset", "laptop", "--set", "count=none", "--set", "batch=2", "--set", "width=8", "--iters", "1",
+            "--set", "z_dim=8", "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "r1")]) == 2
+    assert "--skip-bad" in capsys.readouterr().err
+    assert main(base + ["--skip-bad", "--out", str(tmp_path / "r2")]) == 0
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["skip_bad"] is True

@@ -117,6 +117,8 @@ def resolve_train_config(args: argparse.Namespace):
             setattr(cfg, key, v)
     if args.oracle_clean:
         cfg.oracle_clean = True
+    if args.skip_bad:
+        cfg.skip_bad = True
     return cfg.override(args.set or [])
 
 
@@ -144,6 +146,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--count", type=int, default=None, help="use the first N training images")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images in a folder (count them)")
     p.add_argument("--out", default=None, help="run directory (required unless --dry-run)")
     p.add_argument("--preset", default=None,
                    help="option set (`bncr presets`; default paper); 'help' lists them and their differences")
@@ -289,8 +292,8 @@ def _int(text: str, flag: str) -> int:
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory (config.json + snapshot-*.pt)")
-    p.add_argument("--metric", action="append", choices=["fid", "kid"],
-                   help="fid (default) and/or kid; repeatable")
+    p.add_argument("--metric", action="extend", nargs="+", choices=["fid", "kid"],
+                   help="fid (default) and/or kid: --metric fid kid, or repeated")
     p.add_argument("--num", type=int, default=10000, help="generated images per snapshot (default 10000)")
     p.add_argument("--snapshots", default="all", choices=["all", "last"],
                    help="evaluate every snapshot (default; the paper reports the best) or the last one")
@@ -393,7 +396,8 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="cells whose id DATASET/SETTING/MODEL/seedK matches (shell patterns, comma-separated)")
     p.add_argument("--data-root", default=None, help="where cifar10 / fashion-mnist files are")
     p.add_argument("--ffhq", default=None, metavar="DIR", help="FFHQ image folder (table3-ffhq)")
-    p.add_argument("--metric", action="append", choices=["fid", "kid"], help="override the grid's metrics")
+    p.add_argument("--metric", action="extend", nargs="+", choices=["fid", "kid"],
+                   help="override the grid's metrics (--metric fid kid, or repeated)")
     p.add_argument("--num", type=int, default=None, help="override the grid's evaluation sample count")
     p.add_argument("--snapshots", default=None, choices=["all", "last"], help="override the grid's choice")
     p.add_argument("--inception", default=None, metavar="PATH", help="FID Inception weights file")

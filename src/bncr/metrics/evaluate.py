@@ -171,8 +171,8 @@ def open_reference(config: dict) -> CleanReference:
     """Open the clean training images of a run config: same dataset, root, resolution and `count`."""
     from ..data import open_dataset
     c = config["config"]
-    ds = open_dataset(c.get("dataset", "deadleaves"), c.get("resolution"), root=c.get("data_root"),
-                      split=REFERENCE_SPLIT, count=c.get("count"))
+    ds = open_dataset(c["dataset"], c.get("resolution"), root=c.get("data_root"),
+                      split=REFERENCE_SPLIT, count=c.get("count"), skip_bad=bool(c.get("skip_bad")))
     res = config.get("resolution")
     if res is not None and int(ds.resolution) != int(res):
         raise UserError(f"the run was trained at {res}px but its dataset now opens at {ds.resolution}px")

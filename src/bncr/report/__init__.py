@@ -118,7 +118,8 @@ def _snapshot_iteration(p: Path) -> int:
 
 def _open_clean(cfg: dict):
     from ..data import open_dataset
-    return open_dataset(cfg["dataset"], cfg.get("resolution"), root=cfg.get("data_root"), count=cfg.get("count"))
+    return open_dataset(cfg["dataset"], cfg.get("resolution"), root=cfg.get("data_root"), count=cfg.get("count"),
+                        skip_bad=bool(cfg.get("skip_bad")))
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ class TrainConfig:
     data_root: Optional[str] = None  # where cifar10 / fashion-mnist files are
     resolution: Optional[int] = None  # None: the dataset's default (32; folders 128)
     count: Optional[int] = None      # number of training images (None: the whole dataset)
+    skip_bad: bool = False           # image folders: skip unreadable files instead of stopping
     data_seed: int = 0               # seed of the degraded dataset (fixed per image)
     seed: int = 0                    # seed of the models, latents and batches
     oracle_clean: bool = False       # DIAGNOSIS ONLY: G_x replaced by real *clean* images

@@ -177,7 +177,7 @@ class Trainer:
             ensure_writable_dir(self.out)
         state_path = self._resume_path(resume)
         # data
-        clean = open_dataset(cfg.dataset, cfg.resolution, root=cfg.data_root, count=cfg.count)
+        clean = open_dataset(cfg.dataset, cfg.resolution, root=cfg.data_root, count=cfg.count, skip_bad=cfg.skip_bad)
         self.resolution = int(clean.resolution)
         # nets first (same init on every rank): a bad option fails before the data are degraded
         torch.manual_seed(cfg.seed)
