@@ -44,11 +44,28 @@ def curve(runs: list[str], num: int, kid: bool) -> None:
             print(line + (f"  {kids[it] * 1e3:8.2f}" if it in kids else ""), flush=True)
 
 
+def medians(rows) -> str:
+    """Per model: the median over its runs (seeds) of each column, and the KID of every seed."""
+    from bncr.metrics.compare import COLUMNS
+    groups: dict[str, list] = {}
+    for r in rows:
+        groups.setdefault(r.name, []).append(r)
+    cols = [c for c in COLUMNS if any(c in r.values for r in rows)]
+    lines = ["| images | runs | " + " | ".join("KID x1e3" if c == "kid" else c for c in cols) + " | KID x1e3 per run |",
+             "|" + "---|" * (len(cols) + 3)]
+    for name, rs in groups.items():
+        med = {c: float(np.median([r.values[c] for r in rs if c in r.values])) for c in cols}
+        cells = [f"{med[c] * 1e3:.1f}" if c == "kid" else f"{med[c]:.3g}" for c in cols]
+        per = ", ".join(f"{r.values['kid'] * 1e3:.1f}" for r in rs)
+        lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {per} |")
+    return "\n".join(lines)
+
+
 def table(out: str, runs: list[str], num: int) -> None:
     from bncr.io import atomic_write_text
     from bncr.metrics.compare import compare_runs, markdown, to_json
     rows = compare_runs(runs, num=num, progress=False)
-    text = markdown(rows)
+    text = "Median over runs:\n\n" + medians(rows) + "\n\nEvery run:\n\n" + markdown(rows)
     print(text)
     atomic_write_text(out, text + "\n")
     atomic_write_text(str(Path(out).with_suffix(".json")), to_json(rows) + "\n")
