@@ -5,7 +5,7 @@ kernel k_I), and are BR-GAN's clean fakes x^g sharper than GAN's fakes? One comm
 models (unless the run directories already hold a final snapshot), measures sharpness on EMA
 samples and prints a markdown table:
 
-    OMP_NUM_THREADS=1 python benchmarks/blur_experiment.py --iters 3000 --out /work/runs/blur
+    OMP_NUM_THREADS=1 python benchmarks/blur_experiment.py --iters 3000 --out runs/blur
 
 Sharpness statistics (images in [0, 1], RGB):
   grad  = mean over pixels of (|x[i, j+1] - x[i, j]| + |x[i+1, j] - x[i, j]|) / 2
@@ -274,7 +274,7 @@ def curves(runs: dict[str, Path], true_entropy: float, path: Path) -> None:
 def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--iters", type=int, default=3000)
-    ap.add_argument("--out", default="/work/runs/blur")
+    ap.add_argument("--out", default="runs/blur")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--count", type=int, default=5000)

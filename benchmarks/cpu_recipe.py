@@ -18,9 +18,9 @@ The first row of the table is clean train vs clean test (the floor of every stat
 
 Usage (from the repository root; one thread per run on a shared machine)::
 
-    OMP_NUM_THREADS=1 python benchmarks/cpu_recipe.py --out /work/runs/recipe/x --iters 3000 \
+    OMP_NUM_THREADS=1 python benchmarks/cpu_recipe.py --out runs/recipe/x --iters 3000 \
         --set lr=5e-4 --set ema=0.99 [--model gan --setting A] [--ema-ramp 0.1] [--kid 500]
-    python benchmarks/cpu_recipe.py --eval /work/runs/recipe/x [/work/runs/recipe/y ...] [--all-snapshots]
+    python benchmarks/cpu_recipe.py --eval runs/recipe/x [runs/recipe/y ...] [--all-snapshots]
 
 Training uses ``--preset cpu`` plus the ``--set`` overrides, writes an ordinary run directory, and
 adds ``recipe.json`` (wall time, CPU time, it/s, proxy statistics of the EMA and the live G_x).

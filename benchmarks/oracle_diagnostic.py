@@ -6,7 +6,7 @@ generators and D learn against the degraded reals. This isolates the identifiabi
 joint game with G_x. It is not a valid training run of any model.
 
 Usage:
-    python benchmarks/oracle_diagnostic.py --setting B|J|noise [--iters N] [--out /work/runs/oracle]
+    python benchmarks/oracle_diagnostic.py --setting B|J|noise [--iters N] [--out runs/oracle]
         [--name NAME] [--set k=v ...] [--fig-dir docs/img] [--resume]
     python benchmarks/oracle_diagnostic.py --eval-only RUN_DIR [--fig-dir docs/img]
 
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--setting", choices=list(MODELS))
     ap.add_argument("--iters", type=int)
-    ap.add_argument("--out", default="/work/runs/oracle")
+    ap.add_argument("--out", default="runs/oracle")
     ap.add_argument("--name", help="run directory name under --out (default: the setting)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override")
     ap.add_argument("--eval-only", metavar="RUN", help="evaluate an existing run directory")

@@ -41,3 +41,11 @@ def test_readme_commands_parse():
     for argv in cmds:
         args = parser.parse_args(argv)          # SystemExit (a test failure) on any unknown option
         assert args.command == argv[0]
+
+
+def test_docs_have_no_machine_paths():
+    root = README.parent
+    for p in [README, *sorted((root / "docs").rglob("*.md"))]:
+        text = p.read_text()
+        for bad in ("/work/", "/root/", "/home/"):
+            assert bad not in text, f"{p.relative_to(root)} holds the machine path {bad}"
