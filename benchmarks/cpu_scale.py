@@ -4,7 +4,9 @@
         per snapshot of each run: the degradation statistics of 500 EMA samples of G_x and their 7x7-patch
         sliced Wasserstein distance to 500 clean training images (cheap); --kid adds KID (Inception, slow)
     python benchmarks/cpu_scale.py table OUT.md runs/x [runs/y ...] [--num 500]
-        `bncr compare` of the runs (clean and degraded data rows first), written to OUT.md (+ .json)
+        `bncr compare` of the runs (clean and degraded data rows first), medians per model, written to OUT.md (+ .json)
+    python benchmarks/cpu_scale.py recovery runs/x [runs/y ...]
+        `bncr inspect` numbers of each run against the recovery targets (pass / FAIL)
 
 Run directories are ordinary `bncr train` outputs, so every number here can be reproduced with the command
 stored in the run's config.json (`bncr train --like RUN --out ...`).
@@ -71,6 +73,42 @@ def table(out: str, runs: list[str], num: int) -> None:
     atomic_write_text(str(Path(out).with_suffix(".json")), to_json(rows) + "\n")
 
 
+RECOVERY = (("entropy_mean", "mean kernel entropy H(k) (nats)", 0.15, "rel"),
+            ("frac_blurred", "fraction blurred (H(k) > 0.1)", 0.10, "abs"),
+            ("noise_curve_maxrel", "noise std curve, max relative error", 0.25, "err"),
+            ("frac_noised", "fraction noised", 0.10, "abs"),
+            ("q_w1", "W1 of q over compressed images", 8.0, "err"),
+            ("frac_compressed", "fraction compressed (m_q > 0.5)", 0.10, "abs"))
+
+
+def recovery(runs: list[str], n: int = 2048) -> str:
+    """`bncr inspect` numbers of each run against the targets of the issue (entropy within 15 %, W1 of q <= 8,
+    fractions within 10 points, noise std curve within 25 %); one column per run."""
+    from bncr.report import inspect_run
+    reps = [inspect_run(r, n=n, images=False) for r in runs]
+    lines = ["| quantity (target) | " + " | ".join(f"{Path(r).name}" for r in runs) + " |",
+             "|" + "---|" * (len(runs) + 1)]
+    for key, label, tol, kind in RECOVERY:
+        cells = []
+        for rep in reps:
+            try:
+                row = rep.recovery.row(key)
+            except KeyError:
+                cells.append("n/a")
+                continue
+            if kind == "err":
+                ok = row.error is not None and row.error <= tol
+                cells.append(f"{row.cells()[3]} {'pass' if ok else 'FAIL'}")
+            else:
+                g, t = row.generated, row.true
+                err = abs(g - t) / abs(t) if kind == "rel" else abs(g - t)
+                cells.append(f"{row.cells()[1]} vs {row.cells()[2]} {'pass' if err <= tol else 'FAIL'}")
+        want = f"within {tol:.0%}" if kind == "rel" else f"<= {tol:g}" if kind == "err" and tol > 1 else \
+            f"within {tol:.0%}" if kind == "err" else f"within {tol * 100:.0f} points"
+        lines.append(f"| {label} ({want}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -82,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("out")
     t.add_argument("runs", nargs="+")
     t.add_argument("--num", type=int, default=500)
+    r = sub.add_parser("recovery", help="bncr inspect of each run against the recovery targets")
+    r.add_argument("runs", nargs="+")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "curve":
         curve(a.runs, a.num, a.kid)
+    elif a.cmd == "recovery":
+        print(recovery(a.runs))
     else:
         table(a.out, a.runs, a.num)
     return 0

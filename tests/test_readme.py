@@ -49,3 +49,13 @@ def test_docs_have_no_machine_paths():
         text = p.read_text()
         for bad in ("/work/", "/root/", "/home/"):
             assert bad not in text, f"{p.relative_to(root)} holds the machine path {bad}"
+
+
+def test_every_kept_benchmark_script_answers_help():
+    import subprocess
+    import sys
+    scripts = sorted((README.parent / "benchmarks").glob("*.py"))
+    assert len(scripts) >= 5
+    for s in scripts:
+        r = subprocess.run([sys.executable, str(s), "--help"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "usage" in r.stdout.lower(), f"{s.name}: {r.stderr[-300:]}"
