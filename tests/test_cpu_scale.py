@@ -195,3 +195,12 @@ def test_metric_takes_several_values_and_train_skips_bad_files(tmp_path, capsys)
     assert "--skip-bad" in capsys.readouterr().err
     assert main(base + ["--skip-bad", "--out", str(tmp_path / "r2")]) == 0
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["skip_bad"] is True
+
+
+def test_run_config_records_version_and_commit(tmp_path):
+    from bncr import __version__
+    main(["train", "--preset", "laptop", "--model", "gan", "--setting", "A", "--iters", "1", "--count", "8",
+          "--set", "batch=2", "--set", "width=8", "--set", "z_dim=8", "--no-progress", "--out", str(tmp_path / "r")])
+    c = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert c["bncr_version"] == __version__
+    assert c["git_commit"] is None or len(c["git_commit"].split("-")[0]) == 40

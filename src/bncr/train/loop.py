@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .. import __version__
 from ..data import open_dataset
 from ..data.degraded import DegradedDataset
 from ..degradations.settings import Setting, get_setting
@@ -51,6 +52,21 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def git_commit() -> Optional[str]:
+    """The commit of the source tree this package runs from (with "-dirty" if it has changes), None outside git."""
+    import subprocess
+    src = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _cache_dir() -> Path:
@@ -210,7 +226,8 @@ class Trainer:
                 {"config": cfg.to_dict(), "spec": self.nets.pipe.spec.to_dict(),
                  "setting": self.setting.to_dict(), "resolution": self.resolution,
                  "world_size": self.d.world, "torch": torch.__version__,
-                 "device": device_name(self.device)}, indent=1, sort_keys=True) + "\n")
+                 "device": device_name(self.device), "bncr_version": __version__, "git_commit": git_commit()},
+                indent=1, sort_keys=True) + "\n")
 
     # -------------------------------------------------------------- resume
     def _resume_path(self, resume: Optional[str]) -> Optional[Path]:
