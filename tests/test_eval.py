@@ -266,4 +266,4 @@ def test_end_to_end_tiny_run_real_inception_kid(tmp_path, monkeypatch, capsys):
     assert rec["protocol"]["network"].startswith("inception-2015-12-05/") and "sha256:" in rec["protocol"]["network"]
     assert rec["protocol"]["resize"] == "tf1" and rec["protocol"]["num_reference"] == 8
     assert rec["protocol"]["reference"]["dataset_size"] == 32
-    assert list((tmp_path / "fid-cache").glob("deadleaves-train-32px-8-*.npz"))  # reference stats cached
+    assert list((tmp_path / "fid-cache").glob("shapes-train-32px-8-*.npz"))  # reference stats cached (default data)

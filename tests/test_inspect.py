@@ -294,7 +294,7 @@ def test_regenerated_images_are_the_training_images_of_final_png(runs):
     torch.randn(32, 16, generator=g)
     pipe.sample_latents(32, g, "cpu")
     idx = torch.randint(0, 32, (32,), generator=g)
-    y, _ = materialise(open_dataset("deadleaves", None, count=32), get_setting("N"), 0, False)
+    y, _ = materialise(open_dataset(rep.config["dataset"], None, count=32), get_setting("N"), 0, False)
     assert np.array_equal(real, y[idx.numpy()])
 
 
