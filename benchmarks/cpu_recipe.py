@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from bncr.api import find_snapshot, load_generator, sample_images
+from bncr.metrics.imagestats import patch_swd
 from bncr.data.deadleaves import DeadLeavesDataset
 from bncr.train import loop as loop_mod
 from bncr.train.config import preset
@@ -91,27 +92,6 @@ def colour_hist(u8: np.ndarray, bins: int = 8) -> np.ndarray:
     idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
     h = np.bincount(idx.ravel(), minlength=bins ** 3).astype(np.float64)
     return h / h.sum()
-
-
-def patch_swd(a: np.ndarray, b: np.ndarray, size: int = 7, patches: int = 32768, proj: int = 128,
-              seed: int = 0) -> float:
-    """Sliced Wasserstein distance between random size x size RGB patches of two image sets (x1e3)."""
-    rng = np.random.default_rng(seed)
-
-    def take(u8: np.ndarray) -> np.ndarray:
-        n, h, w, _ = u8.shape
-        i = rng.integers(0, n, patches)
-        r = rng.integers(0, h - size + 1, patches)
-        c = rng.integers(0, w - size + 1, patches)
-        off = np.arange(size)
-        p = u8[i[:, None, None], r[:, None, None] + off[None, :, None], c[:, None, None] + off[None, None, :]]
-        return p.reshape(patches, -1).astype(np.float64) / 127.5 - 1.0
-
-    pa, pb = take(a), take(b)
-    d = rng.standard_normal((pa.shape[1], proj))
-    d /= np.linalg.norm(d, axis=0, keepdims=True)
-    sa, sb = np.sort(pa @ d, axis=0), np.sort(pb @ d, axis=0)
-    return float(np.abs(sa - sb).mean() * 1e3)
 
 
 def compare(fake: np.ndarray, ref: np.ndarray, ref_stats: Optional[dict] = None) -> dict[str, float]:

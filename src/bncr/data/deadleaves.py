@@ -166,11 +166,13 @@ def render_dead_leaves(seed: int, index: int, resolution: int = 32, *, split: st
     return out
 
 
-class DeadLeavesDataset(ImageDataset):
-    """`count` dead-leaves images at `resolution`; image i = render_dead_leaves(seed, i, resolution, split)."""
+class SyntheticDataset(ImageDataset):
+    """Base of the generated sources (dead leaves, shapes): `count` images, image i a pure function of
+    (seed, split, i, resolution); checks those four once."""
 
-    def __init__(self, count: int = 50000, resolution: int = 32, seed: int = 0, split: str = "train", *,
-                 r_min: float = 1.0, r_max_frac: float = 0.5, supersample: int = 4) -> None:
+    name = "synthetic"
+
+    def __init__(self, count: int = 50000, resolution: int = 32, seed: int = 0, split: str = "train") -> None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise UserError(f"seed must be a non-negative integer, got {seed!r}")
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
@@ -179,15 +181,23 @@ class DeadLeavesDataset(ImageDataset):
             raise UserError(f"split must be 'train' or 'test', got {split!r}")
         self.resolution = check_resolution(resolution)
         self.count, self.seed, self.split = int(count), int(seed), split
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class DeadLeavesDataset(SyntheticDataset):
+    """`count` dead-leaves images at `resolution`; image i = render_dead_leaves(seed, i, resolution, split)."""
+
+    def __init__(self, count: int = 50000, resolution: int = 32, seed: int = 0, split: str = "train", *,
+                 r_min: float = 1.0, r_max_frac: float = 0.5, supersample: int = 4) -> None:
+        super().__init__(count, resolution, seed, split)
         self.r_min, self.r_max_frac, self.supersample = float(r_min), float(r_max_frac), int(supersample)
         self.name = "deadleaves"
         if not (0 < self.r_min <= self.r_max_frac * self.resolution) or self.supersample < 1:
             raise UserError(f"dead leaves needs 0 < r_min <= r_max_frac * resolution and supersample >= 1 "
                             f"(got r_min={r_min}, r_max_frac={r_max_frac}, resolution={resolution}, "
                             f"supersample={supersample})")
-
-    def __len__(self) -> int:
-        return self.count
 
     def _get(self, i: int) -> np.ndarray:
         return render_dead_leaves(self.seed, i, self.resolution, split=self.split, r_min=self.r_min,

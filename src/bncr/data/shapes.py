@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ImageDataset, SPLITS, check_resolution
+from . import SPLITS
 from ..errors import UserError
-from .deadleaves import _BIG, _leaf_colours, _raster_discs
+from .deadleaves import _BIG, SyntheticDataset, _leaf_colours, _raster_discs
 
 
 def render_shapes(seed: int, index: int, resolution: int = 32, *, split: str = "train", n_min: int = 1,
@@ -54,22 +54,10 @@ def render_shapes(seed: int, index: int, resolution: int = 32, *, split: str = "
     return ((sums + n2 // 2) // n2).astype(np.uint8)
 
 
-class ShapesDataset(ImageDataset):
+class ShapesDataset(SyntheticDataset):
     """`count` shapes images at `resolution`; image i = render_shapes(seed, i, resolution, split)."""
 
-    def __init__(self, count: int = 50000, resolution: int = 32, seed: int = 0, split: str = "train") -> None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise UserError(f"seed must be a non-negative integer, got {seed!r}")
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise UserError(f"count must be a positive integer, got {count!r}")
-        if split not in SPLITS:
-            raise UserError(f"split must be 'train' or 'test', got {split!r}")
-        self.resolution = check_resolution(resolution)
-        self.count, self.seed, self.split = int(count), int(seed), split
-        self.name = "shapes"
-
-    def __len__(self) -> int:
-        return self.count
+    name = "shapes"
 
     def _get(self, i: int) -> np.ndarray:
         return render_shapes(self.seed, i, self.resolution, split=self.split)
