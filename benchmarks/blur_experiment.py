@@ -292,7 +292,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                     help="measure EMA (snapshot) or live (training-state.pt) generators")
     ap.add_argument("--curve-runs", nargs="*", default=[], metavar="RUN",
                     help="extra run dirs whose entropy/mask curves join brgan-curves.png")
-    ap.add_argument("--img-dir", default=None, help="write pictures here (e.g. docs/img)")
+    ap.add_argument("--img-dir", default=None, help="write pictures here (e.g. docs/research/img)")
     ap.add_argument("--img-prefix", default="brgan", help="file name prefix of the pictures")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

@@ -9,7 +9,7 @@
 # comes back is packed into a few tar files under OUT_DIR (the device tool returns at most 8 files).
 #   1. smoke: 4 iterations of bncr-gan (setting N) and of an oracle cr-gan on the GPU; stop here if they fail
 #   2. train speed at the paper's nets and the CPU width, alone on the GPU (benchmarks/train_speed.py)
-#   3. in parallel (six jobs; the third session's seventeen time-sliced the GPU to 6-8 it/s each): oracle J with a
+#   3. in parallel (six jobs; the seventeen of round 3 time-sliced the GPU to 6-8 it/s each): oracle J with a
 #      128-channel D and the finite-difference q-gradient (cr-gan, cr-gan-nomask), br-gan / br-gan-ac (ac 3) / gan
 #      on setting B for 20,000 iterations, bncr-gan on Fashion-MNIST N at width 64 (FID is computed on a CPU later)
 set -u
@@ -40,7 +40,7 @@ echo "== smoke ok at +$(( $(date +%s) - T0 ))s"
 # 2. speed, alone on the GPU (SPEED=0 skips it)
 [ "${SPEED:-1}" = 0 ] || { timeout 100 $PY benchmarks/train_speed.py --configs 128:64,16:16 --models gan,bncr-gan,br-gan,cr-gan --steps 10 \
   | tee $OUT/speed.md; timeout 60 $PY benchmarks/train_speed.py --count-ops --configs 16:16 --models gan,bncr-gan,br-gan,cr-gan \
-  | tee -a $OUT/speed.md; }   # the op count is the CPU-side proxy of the GPU time ratio (docs/train-speed.md)
+  | tee -a $OUT/speed.md; }   # the op count is the CPU-side proxy of the GPU time ratio (docs/research/train-speed.md)
 echo "== speed done at +$(( $(date +%s) - T0 ))s"
 
 # 3. the parallel jobs
@@ -53,7 +53,7 @@ job() {  # job NAME command...
   PIDS+=($!)
 }
 TR="$PY -m bncr train --resume auto --no-progress"
-# Six jobs at most: 17 processes time-sliced one H200 at only 6-8 it/s each (third session).
+# Six jobs at most: 17 processes time-sliced one H200 at only 6-8 it/s each (round 3, 2026-11-30).
 ORA="$PY benchmarks/oracle_diagnostic.py --iters 40000 --out $R/gpu/oracle --set d_width=128 --set snap_every=500"
 job oracle-J-d128-fd $ORA --setting J --name J-d128-fd                        # q_grad=fd, q_param=clamp (defaults)
 job oracle-J-d128-fd-nomask $ORA --setting J --name J-d128-fd-nomask --set model=cr-gan-nomask

@@ -7,8 +7,8 @@ joint game with G_x. It is not a valid training run of any model.
 
 Usage:
     python benchmarks/oracle_diagnostic.py --setting B|J|noise [--iters N] [--out runs/oracle]
-        [--name NAME] [--set k=v ...] [--fig-dir docs/img] [--resume]
-    python benchmarks/oracle_diagnostic.py --eval-only RUN_DIR [--fig-dir docs/img]
+        [--name NAME] [--set k=v ...] [--fig-dir docs/research/img] [--resume]
+    python benchmarks/oracle_diagnostic.py --eval-only RUN_DIR [--fig-dir docs/research/img]
 
 Criteria (issue; L is our extension):
     B     (br-gan): mean entropy (nats) of the EMA G_k's composed kernels k over 2048 z_k within 10% of

@@ -11,7 +11,7 @@ reported as medians and as the ratio to `gan`. Usage:
 
 --count-ops counts the tensor operations one training step dispatches (forward, backward, optimiser;
 views and other metadata-only operations excluded). Each one is at least one kernel launch on a GPU,
-where at 32x32 the step is launch-bound (docs/train-speed.md), so their ratio to `gan` is a
+where at 32x32 the step is launch-bound (docs/research/train-speed.md), so their ratio to `gan` is a
 deterministic stand-in for the GPU time ratio that any machine can measure. Adam is counted with
 foreach=True, as it runs on a GPU.
 """

@@ -251,11 +251,11 @@ def test_cpu_mini_cell_commits_results_and_doc(tmp_path, monkeypatch):
     # the doc is generated from the committed files
     col = collect(grid, opts, source="results")
     assert col.median("deadleaves", "D", "br-gan", "kid4_train") == (2.0, 1) and len(col.pending) == 17
-    doc = write_results_document(col, opts, tmp_path / "docs/results.md", "bncr benchmark --grid cpu-mini --collect "
-                                 "--write-doc docs/results.md")
+    doc = write_results_document(col, opts, tmp_path / "docs/research/cpu-mini-results.md", "bncr benchmark --grid cpu-mini --collect "
+                                 "--write-doc docs/research/cpu-mini-results.md")
     text = doc.read_text()
     assert "--only deadleaves/D/br-gan/seed0" in text and "| `deadleaves/D/br-gan/seed0` | 2 |" in text
-    assert "](../benchmarks/results/cpu-mini/deadleaves/D/br-gan/samples-seed0.png)" in text
+    assert "](../../benchmarks/results/cpu-mini/deadleaves/D/br-gan/samples-seed0.png)" in text
     rows = [x for x in text.splitlines() if x.startswith("| BR-GAN (`br-gan`)")]
     assert len(rows) == 4  # FID and KID tables of both datasets
     assert rows[0].split("|")[3].strip() == "2.0 / 23.4"  # deadleaves FID, D column: ours / paper (CIFAR-10)

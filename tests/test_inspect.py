@@ -174,7 +174,7 @@ def _snapshot(run_dir, model: str, setting: str, edit=None, **pipe_kw):
     from bncr.nets.resnet import ResNetGenerator
     from bncr.train.checkpoint import SNAPSHOT_FORMAT, save_atomic
     torch.manual_seed(0)
-    cfg = TrainConfig(model=model, setting=setting, iters=0).override(TINY)
+    cfg = TrainConfig(model=model, setting=setting, iters=1).override(TINY)
     pipe_kw.setdefault("q_param", cfg.q_param)      # the stored config must describe the pipeline saved
     cfg.q_param = pipe_kw["q_param"]
     pipe = DegradationPipeline(get_model(model), get_setting(setting), 32, z_dim=16, **pipe_kw)

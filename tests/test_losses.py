@@ -160,7 +160,7 @@ def test_known_stage_reproduces_true_simulator_distribution():
 @pytest.mark.parametrize("ds_ab", ["std", "logvar"])
 def test_noise_head_ds_output_space(ds_ab):
     """ds_ab picks what the DS term spreads for the (a, b) noise head: stds or log-variances."""
-    pipe = _pipe("nr-gan", "noise", ds_ab=ds_ab)
+    pipe = _pipe("nr-gan", "noise", ds_ab=ds_ab, ds_n_target="params")
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     out = pipe(x, pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
     ab = torch.stack([out.stats["noise_a"], out.stats["noise_b"]], 1)

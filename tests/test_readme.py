@@ -51,6 +51,44 @@ def test_docs_have_no_machine_paths():
             assert bad not in text, f"{p.relative_to(root)} holds the machine path {bad}"
 
 
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")   # [text](target) and ![alt](target)
+
+
+def _relative_link_targets(text: str) -> list[str]:
+    text = re.sub(r"```.*?```", "", text, flags=re.S)                  # commands in code blocks are not links
+    targets = []
+    for target in _LINK.findall(text):
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):
+            continue                                                    # http:, mailto:, in-page anchors
+        targets.append(target.split("#", 1)[0])
+    return targets
+
+
+def test_relative_links_in_docs_resolve():
+    root = README.parent
+    broken = []
+    for p in [README, *sorted((root / "docs").rglob("*.md"))]:
+        for target in _relative_link_targets(p.read_text()):
+            if target and not (p.parent / target).exists():
+                broken.append(f"{p.relative_to(root)}: {target}")
+    assert not broken, "broken relative links:\n" + "\n".join(broken)
+
+
+def test_research_pages_are_dated_and_summarised():
+    """docs/research/: a title, then `Dated: YYYY-MM-DD (last updated YYYY-MM-DD)`, then a Summary section
+    (generated pages, which say "Do not edit by hand", and the index are exempt)."""
+    bad = []
+    for p in sorted((README.parent / "docs" / "research").glob("*.md")):
+        text = p.read_text()
+        if p.name == "README.md" or "Do not edit by hand" in text:
+            continue
+        lines = text.splitlines()
+        dated = len(lines) > 2 and re.fullmatch(r"Dated: \d{4}-\d{2}-\d{2} \(last updated \d{4}-\d{2}-\d{2}\)", lines[2])
+        if not (lines[0].startswith("# ") and dated and re.search(r"^## Summary", text, flags=re.M)):
+            bad.append(p.name)
+    assert not bad, f"research pages without the title / Dated line / Summary section: {bad}"
+
+
 def test_every_kept_benchmark_script_answers_help():
     import subprocess
     import sys

@@ -106,8 +106,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 def test_nan_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch):
-    import bncr.train.loop as loop
-    real = loop.g_loss_nonsaturating
+    import bncr.train.loss as loss
+    real = loss.g_loss_nonsaturating
     calls = {"n": 0}
 
     def poisoned(logits):
@@ -115,7 +115,7 @@ def test_nan_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch
         v = real(logits)
         return v * float("nan") if calls["n"] == 4 else v
 
-    monkeypatch.setattr(loop, "g_loss_nonsaturating", poisoned)
+    monkeypatch.setattr(loss, "g_loss_nonsaturating", poisoned)
     cfg = tiny_cfg("gan", "A", iters=6, snap_every=2)
     with pytest.raises(TrainingDiverged, match="G_adv .* at iteration 3"):
         Trainer(cfg, tmp_path / "r", progress=False).run()
@@ -213,7 +213,7 @@ def test_q_fd_surrogate_gives_each_q_the_finite_difference_slope(tmp_path):
     per = lambda qq: F.softplus(-n.D_y(n.pipe.degrade_at_quality(out, qq, lat))).flatten()
     with torch.no_grad():
         l0 = per(out.q.detach())
-    (g_fd,) = torch.autograd.grad(t._q_fd_surrogate(out, lat, l0), out.q)
+    (g_fd,) = torch.autograd.grad(t.loss.q_fd_surrogate(out, lat, l0), out.q)
     h, q = t.cfg.q_fd_step, out.q.detach()
     hi, lo = (q + h).clamp(max=100), (q - h).clamp(min=Q_MIN)
     with torch.no_grad():
@@ -240,7 +240,7 @@ def test_q_fd_one_sided_uses_the_main_forward_and_one_random_step(tmp_path):
     with torch.no_grad():
         l0 = per(out.q.detach())
     state = t.gen.get_state()
-    (g_fd,) = torch.autograd.grad(t._q_fd_surrogate(out, lat, l0), out.q)
+    (g_fd,) = torch.autograd.grad(t.loss.q_fd_surrogate(out, lat, l0), out.q)
     t.gen.set_state(state)
     q, h = out.q.detach(), t.cfg.q_fd_step
     step = (torch.randint(0, 2, q.shape, generator=t.gen).float() * 2 - 1) * h
@@ -251,27 +251,6 @@ def test_q_fd_one_sided_uses_the_main_forward_and_one_random_step(tmp_path):
     torch.testing.assert_close(g_fd, expect)
     with pytest.raises(UserError, match="q_fd_sides"):
         Trainer(tiny_cfg("cr-gan", setting="J", q_fd_sides=3), tmp_path / "bad", progress=False)
-
-
-def test_stored_configs_keep_the_defaults_they_were_trained_with():
-    """q_param / q_grad defaults changed (clamp / fd); a stored config without them was trained with the old
-    ones (sigmoid / ste) and must be rebuilt with those, or a snapshot would load a different G_q."""
-    assert (TrainConfig().q_param, TrainConfig().q_grad) == ("clamp", "fd")
-    old = TrainConfig().to_dict()
-    del old["q_param"], old["q_grad"]
-    cfg = TrainConfig.from_dict(old)
-    assert (cfg.q_param, cfg.q_grad) == ("sigmoid", "ste")
-    # likewise G_n's DS target: configs written before ds_n_target existed trained with DS on (a, b)
-    assert TrainConfig().ds_n_target == "sample"
-    old = TrainConfig().to_dict()
-    del old["ds_n_target"]
-    assert TrainConfig.from_dict(old).ds_n_target == "params"
-    # and G_q's DS: on (q, m_q) unbounded before the fifth session, on the mask with a bound of 0.1 now
-    old = TrainConfig().to_dict()
-    del old["ds_q_target"], old["ds_q_tau"]
-    assert (TrainConfig.from_dict(old).ds_q_target, TrainConfig.from_dict(old).ds_q_tau) == ("both", None)
-    assert (TrainConfig().ds_q_target, TrainConfig().ds_q_tau) == ("mask", 0.1)
-    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 
 def test_per_generator_ds_weights(tmp_path):

@@ -55,7 +55,8 @@ def sample_images(G: ResNetGenerator, n: int, seed: int = 0, batch: int = 256) -
 
 
 def load_pipeline(path: str | Path, device: Optional[str | torch.device] = None):
-    """(G_x, pipeline, config dict) of a run or snapshot, EMA weights, eval mode.
+    """(G_x, pipeline, config dict) of a run or snapshot, EMA weights, eval mode; the dict is complete (every
+    option's resolved value, train/config.py).
 
     The pipeline holds the learned degradation generators G_k / G_n / G_q (``pipe.generators()``);
     ``pipe(x, pipe.sample_latents(n, gen, device))`` degrades clean images x in [-1, 1].
@@ -70,4 +71,4 @@ def load_pipeline(path: str | Path, device: Optional[str | torch.device] = None)
     nets.G_x_ema.load_state_dict(s["G_x"])
     nets.pipe_ema.load_state_dict(s["pipe"])
     dev = device or "cpu"
-    return nets.G_x_ema.to(dev), nets.pipe_ema.to(dev).eval(), s["config"]
+    return nets.G_x_ema.to(dev), nets.pipe_ema.to(dev).eval(), cfg.to_dict()

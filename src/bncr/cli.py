@@ -119,7 +119,7 @@ def resolve_train_config(args: argparse.Namespace):
         cfg.oracle_clean = True
     if args.skip_bad:
         cfg.skip_bad = True
-    return cfg.override(args.set or [])
+    return cfg.override(args.set or []).validate()
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -149,7 +149,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images in a folder (count them)")
     p.add_argument("--out", default=None, help="run directory (required unless --dry-run)")
     p.add_argument("--preset", default=None,
-                   help="option set (`bncr presets`; default paper); 'help' lists them and their differences")
+                   help="option set (`bncr presets`; default: default); 'help' lists them and their differences")
     p.add_argument("--like", default=None, metavar="RUN_DIR",
                    help="replay a run's resolved options (its config.json); the options given here override them")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")

@@ -158,7 +158,7 @@ def _hms(s: Optional[float]) -> str:
 
 
 def results_document(col: Collected, opts: BenchOptions, doc_path: Path, command: str) -> str:
-    """The text of docs/results.md: tables, per-run iterations and wall times, commands, machines, samples."""
+    """The text of docs/research/cpu-mini-results.md: tables, per-run iterations and wall times, commands, machines, samples."""
     grid = col.grid
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     first = next(iter(col.results.values()), {})

@@ -122,8 +122,8 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
                 "Only the last snapshot is evaluated (3 snapshots would triple the ~5 min of Inception per "
                 "cell on a 2-core CPU); pass --snapshots all to report the best.",
                 "What the numbers mean, why the robust models do not beat GAN at this scale, and the load on the "
-                "machine during each run: docs/cpu-mini.md.",
-                "STALE: these cells were trained in the third session with that session's defaults (straight-through "
+                "machine during each run: docs/research/cpu-mini.md.",
+                "STALE: these cells were trained on 2026-11-30 (round 3 of docs/research) with the defaults of that time (straight-through "
                 "q-gradient, sigmoid q, DS on G_n's parameters and on (q, m_q)); today's `cpu` preset trains other "
                 "models. Kept for the record; the current CPU benchmark is the cpu-shapes grid "
                 "(docs/research/cpu-scale.md).")),

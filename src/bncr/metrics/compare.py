@@ -58,7 +58,7 @@ def compare_runs(runs: Sequence[Union[str, Path]], num: int = 500, *, seed: int 
     if isinstance(num, bool) or not isinstance(num, int) or num < 10:
         raise UserError(f"--num must be an integer >= 10, got {num!r}")
     cfgs = [run_config(r) for r in runs]
-    key = lambda c: (c["config"].get("dataset"), c["config"].get("count"), c.get("resolution"))  # noqa: E731
+    key = lambda c: (c["config"]["dataset"], c["config"]["count"], c.get("resolution"))  # noqa: E731
     for r, c in zip(runs, cfgs):
         if key(c) != key(cfgs[0]):
             raise UserError(f"{r}: trained on {key(c)} (dataset, count, resolution) but {runs[0]} on {key(cfgs[0])}; "
@@ -90,7 +90,7 @@ def compare_runs(runs: Sequence[Union[str, Path]], num: int = 500, *, seed: int 
                              np.stack([reference[int(i)] for i in held])))
         settings = list(dict.fromkeys(c["config"]["setting"] for c in cfgs))
         for s in settings:
-            y, _ = materialise(reference.dataset, get_setting(s), int(cfgs[0]["config"].get("data_seed", 0)), progress)
+            y, _ = materialise(reference.dataset, get_setting(s), int(cfgs[0]["config"]["data_seed"]), progress)
             rows.append(measured(f"degraded data ({s})", f"the same {note} degraded by setting {s}", y[held]))
     for r, c in zip(runs, cfgs):
         rep = evaluate_run(r, metrics=kinds, num=num, snapshots="last", extractor=extractor, progress=progress,

@@ -154,7 +154,7 @@ class CleanReference:
 
 
 def run_config(run_dir: Union[str, Path]) -> dict:
-    """The run's config.json ({"config": TrainConfig dict, "resolution": ..., ...})."""
+    """The run's config.json ({"config": complete TrainConfig dict, "resolution": ..., ...})."""
     p = Path(run_dir) / "config.json"
     if not p.is_file():
         raise UserError(f"{run_dir}: no config.json (not a bncr run directory)")
@@ -164,6 +164,11 @@ def run_config(run_dir: Union[str, Path]) -> dict:
         raise UserError(f"{p}: not valid JSON ({e})") from None
     if not isinstance(d, dict) or not isinstance(d.get("config"), dict):
         raise UserError(f"{p}: not a bncr run config (no 'config' entry)")
+    from ..train.config import TrainConfig
+    try:      # complete and valid: readers index it without defaults (old configs upgraded, train/upgrade.py)
+        d["config"] = TrainConfig.from_dict(d["config"]).to_dict()
+    except UserError as e:
+        raise UserError(f"{p}: {e}") from None
     return d
 
 

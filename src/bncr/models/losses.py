@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..degradations.blur import kernel_entropy
+from ..train.config import default
 
 
 def d_loss_nonsaturating(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,7 @@ def ac_comp_weight(q: torch.Tensor, mu_q: float) -> torch.Tensor:
 
 
 def adaptive_consistency(before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor,
-                         norm: str = "mean") -> torch.Tensor:
+                         norm: str = default("ac_norm")) -> torch.Tensor:
     """mean_i w_i ||before_i - after_i||^2, gradient only through `before`.
 
     norm="sum": the squared L2 norm over the image's values, as Eq. 7-8 write it; norm="mean": the

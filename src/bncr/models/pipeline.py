@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..nets.degradation_generators import (KernelGenerator, KernelParameter, NoiseParameter, NoiseParamGenerator,
                                            QualityGenerator, QualityParameter, default_kernel_size)
 from ..nets.resnet import ResNetGenerator
+from ..train.config import TrainConfig, default
 from .pixels import levels_to_model, model_to_unit
 from .registry import ModelSpec
 
@@ -75,11 +76,14 @@ class KnownBank(nn.Module):
 class DegradationPipeline(nn.Module):
     """Stages blur -> noise -> JPEG, each off / known / parameter / generator (see registry)."""
 
-    def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = 128,
-                 kernel_size: Optional[int] = None, noise_gen: str = "ab", noise_prior: str = "poisson",
-                 noise_width: int = 128, mask_init: float = 0.5, data_seed: int = 0, bank_size: int = 4096,
-                 dequantize: bool = True, q_param: str = "sigmoid", q_grad: str = "ste",
-                 ds_ab: str = "std", ds_q_target: str = "both", ds_n_target: str = "params"):
+    def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = default("z_dim"),
+                 kernel_size: Optional[int] = default("kernel_size"), noise_gen: str = default("noise_gen"),
+                 noise_prior: str = default("noise_prior"), noise_width: int = default("width"),
+                 mask_init: float = default("mask_init"), data_seed: int = default("data_seed"),
+                 bank_size: int = 4096, dequantize: bool = default("dequantize"), q_param: str = default("q_param"),
+                 q_grad: str = default("q_grad"), ds_ab: str = default("ds_ab"),
+                 ds_q_target: str = default("ds_q_target"), ds_n_target: str = default("ds_n_target")):
+        """Keyword defaults are the training options' (train/config.py); `from_config` passes a config's."""
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
         self.dequantize = bool(dequantize)
@@ -111,7 +115,7 @@ class DegradationPipeline(nn.Module):
         if q_grad not in ("ste", "fd"):
             raise UserError(f"q_grad must be 'ste' or 'fd', got {q_grad!r}")
         # "fd": no gradient reaches q through the differentiable JPEG; the training loop supplies a finite-
-        # difference estimate instead (degrade_at_quality; docs/oracle-diagnostic.md says why)
+        # difference estimate instead (degrade_at_quality; docs/research/oracle-diagnostic.md says why)
         self.q_grad = q_grad
         self.bank = KnownBank(setting, kernel_size, bank_size, data_seed) if "known" in spec.stages else None
         self.G_k = self.G_n = self.G_q = None
@@ -128,6 +132,14 @@ class DegradationPipeline(nn.Module):
             self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
         elif spec.jpeg == "parameter":
             self.G_q = QualityParameter(mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: int) -> "DegradationPipeline":
+        """The pipeline of model `spec` as the training options `cfg` describe it."""
+        return cls(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size, noise_gen=cfg.noise_gen,
+                   noise_prior=cfg.noise_prior, noise_width=cfg.width, mask_init=cfg.mask_init,
+                   data_seed=cfg.data_seed, dequantize=cfg.dequantize, q_param=cfg.q_param, q_grad=cfg.q_grad,
+                   ds_ab=cfg.ds_ab, ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target)
 
     # ------------------------------------------------------------------ latents
     def generators(self) -> dict[str, nn.Module]:
@@ -201,7 +213,7 @@ class DegradationPipeline(nn.Module):
                 q, m_q = self.G_q(lat["z_q"] if spec.jpeg == "generator" else n)
                 if spec.jpeg == "generator":
                     # DS on (q, m_q), or on the mask alone (ds_q_target="mask": spread which images are
-                    # compressed, leave q to D; docs/oracle-diagnostic.md)
+                    # compressed, leave q to D; docs/research/oracle-diagnostic.md)
                     out.ds_outputs["G_q"] = (m_q.unsqueeze(1) if self.ds_q_target == "mask"
                                              else torch.stack([q / 100, m_q], 1))
             h = self._compress(h, q.detach() if self.q_grad == "fd" else q, m_q, lat.get("deq"))

@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..train.config import default
 from .resnet import NetConfigError, sample_normal
 
 __all__ = [
@@ -165,6 +166,8 @@ def _check_pos_int(v, name: str, minimum: int = 1) -> int:
 
 
 def _check_kernel_size(kernel_size) -> int:
+    if kernel_size is None:        # the option's "auto": the 32x32 size (the pipeline resolves it per resolution)
+        return default_kernel_size(32)
     _check_pos_int(kernel_size, "kernel_size", 1)
     if kernel_size % 2 == 0:
         raise NetConfigError(f"kernel_size must be odd (the identity kernel needs a centre), got {kernel_size}")
@@ -257,13 +260,13 @@ class KernelGenerator(DegradationGenerator):
         renormalize: divide k by its sum (see :func:`compose_kernel`).
     """
 
-    def __init__(self, kernel_size: int = 7, z_dim: int = 128, hidden: int = 256, mask: bool = True,
-                 mask_init: float = 0.5, kernel_init: str = "gaussian",
+    def __init__(self, kernel_size: Optional[int] = default("kernel_size"), z_dim: int = default("z_dim"), hidden: int = 256, mask: bool = True,
+                 mask_init: float = default("mask_init"), kernel_init: str = "gaussian",
                  kernel_init_sigma: Optional[float] = None, head_gain: float = 1.0,
                  renormalize: bool = True, center: bool = True) -> None:
         super().__init__()
         self.center = bool(center)
-        self.kernel_size = _check_kernel_size(kernel_size)
+        self.kernel_size = kernel_size = _check_kernel_size(kernel_size)
         self.z_dim = _check_pos_int(z_dim, "z_dim")
         _check_pos_int(hidden, "hidden")
         self.mask = bool(mask)
@@ -292,12 +295,12 @@ class KernelParameter(_ParameterBase):
     """P-AmbientGAN blur: one learned kernel shared by all samples, same Eq. 3 composition and
     initialisation as :class:`KernelGenerator` (without the z-dependent part)."""
 
-    def __init__(self, kernel_size: int = 7, mask: bool = True, mask_init: float = 0.5,
+    def __init__(self, kernel_size: Optional[int] = default("kernel_size"), mask: bool = True, mask_init: float = default("mask_init"),
                  kernel_init: str = "gaussian", kernel_init_sigma: Optional[float] = None,
                  renormalize: bool = True, center: bool = True) -> None:
         super().__init__()
         self.center = bool(center)
-        self.kernel_size = _check_kernel_size(kernel_size)
+        self.kernel_size = kernel_size = _check_kernel_size(kernel_size)
         self.mask = bool(mask)
         self.renormalize = bool(renormalize)
         self.kernel_logits = nn.Parameter(_kernel_init_logits(kernel_size, kernel_init, kernel_init_sigma))
@@ -327,7 +330,7 @@ class KernelParameter(_ParameterBase):
 Q_PARAMS = ("sigmoid", "clamp")
 # Lowest quality of the "clamp" parametrisation. Not libjpeg's 1: at quality 1 (q < 1.5 after rounding) every
 # quantisation-table entry saturates at 255, JPEG stops depending on q and dJPEG/dq is exactly 0, so a G_q
-# that falls there can never leave (seen in the oracle runs, docs/oracle-diagnostic.md). At 2 the slope is large.
+# that falls there can never leave (seen in the oracle runs, docs/research/oracle-diagnostic.md). At 2 the slope is large.
 Q_MIN = 2.0
 
 
@@ -352,7 +355,7 @@ class _ProjectedClamp(torch.autograd.Function):
 
 def quality_from_logit(l: torch.Tensor, q_param: str) -> torch.Tensor:
     """The head's raw output -> q. "sigmoid": 100 sigmoid(l) in (0, 100) (its gradient vanishes at both
-    ends, where G_q was seen to stick: docs/oracle-diagnostic.md); "clamp": 50 + 50 l clamped to
+    ends, where G_q was seen to stick: docs/research/oracle-diagnostic.md); "clamp": 50 + 50 l clamped to
     [Q_MIN, 100] = [2, 100] with a projected gradient (:class:`_ProjectedClamp`), same value and slope 25-50 near q = 50."""
     if q_param == "sigmoid":
         return 100.0 * torch.sigmoid(l)
@@ -384,9 +387,9 @@ class QualityGenerator(DegradationGenerator):
     logit(mask_init) (0.5).
     """
 
-    def __init__(self, z_dim: int = 128, hidden: int = 256, mask: bool = True,
-                 q_init: Optional[float] = None, mask_init: float = 0.5, head_gain: float = 1.0,
-                 q_param: str = "sigmoid") -> None:
+    def __init__(self, z_dim: int = default("z_dim"), hidden: int = 256, mask: bool = True,
+                 q_init: Optional[float] = None, mask_init: float = default("mask_init"), head_gain: float = 1.0,
+                 q_param: str = default("q_param")) -> None:
         super().__init__()
         self.z_dim = _check_pos_int(z_dim, "z_dim")
         _check_pos_int(hidden, "hidden")
@@ -411,8 +414,8 @@ class QualityGenerator(DegradationGenerator):
 class QualityParameter(_ParameterBase):
     """P-AmbientGAN compression: one learned q and m_q shared by all samples (same ``q_param``)."""
 
-    def __init__(self, mask: bool = True, q_init: Optional[float] = None, mask_init: float = 0.5,
-                 q_param: str = "sigmoid") -> None:
+    def __init__(self, mask: bool = True, q_init: Optional[float] = None, mask_init: float = default("mask_init"),
+                 q_param: str = default("q_param")) -> None:
         super().__init__()
         self.mask = bool(mask)
         self.q_param = _check_q_param(q_param)
@@ -463,7 +466,7 @@ class NoiseParamGenerator(DegradationGenerator):
     :data:`NOISE_AB_INIT`, weaker than any camera noise).
     """
 
-    def __init__(self, z_dim: int = 128, hidden: int = 256, init: tuple[float, float] = NOISE_AB_INIT,
+    def __init__(self, z_dim: int = default("z_dim"), hidden: int = 256, init: tuple[float, float] = NOISE_AB_INIT,
                  head_gain: float = 1.0) -> None:
         super().__init__()
         self.z_dim = _check_pos_int(z_dim, "z_dim")

@@ -41,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..train.config import default
 
 __all__ = [
     "MIN_WIDTH",
@@ -122,7 +123,7 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, resample: Optional[str] = None,
-                 residual_factor: float = 0.1, upsample: str = "nearest") -> None:
+                 residual_factor: float = default("residual"), upsample: str = default("g_upsample")) -> None:
         super().__init__()
         if resample not in (None, "up", "down"):
             raise ValueError(f"ResBlock resample must be None, 'up' or 'down', got {resample!r}")
@@ -159,7 +160,7 @@ class OptimizedResBlock(nn.Module):
     """First block of D: conv, ReLU, conv, 2x2 avg pool (no leading ReLU on the raw image);
     shortcut = 2x2 avg pool then 1x1 conv."""
 
-    def __init__(self, in_channels: int, out_channels: int, residual_factor: float = 0.1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, residual_factor: float = default("residual")) -> None:
         super().__init__()
         self.residual_factor = float(residual_factor)
         self.conv1 = _conv(in_channels, out_channels, 3, RESIDUAL_GAIN)
@@ -242,8 +243,8 @@ class ResNetGenerator(nn.Module):
     """
 
     def __init__(self, resolution: int = 32, width: int = 128, z_dim: int = 128, out_channels: int = 3,
-                 channel_multipliers: Optional[Sequence[int]] = None, residual_factor: float = 0.1,
-                 out_activation: Optional[str] = "tanh", upsample: str = "nearest") -> None:
+                 channel_multipliers: Optional[Sequence[int]] = None, residual_factor: float = default("residual"),
+                 out_activation: Optional[str] = "tanh", upsample: str = default("g_upsample")) -> None:
         super().__init__()
         e = _check_common("ResNetGenerator", width, resolution, 8)
         if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
@@ -298,7 +299,7 @@ class ResNetDiscriminator(nn.Module):
     """
 
     def __init__(self, resolution: int = 32, width: int = 128, in_channels: int = 3,
-                 channel_multipliers: Optional[Sequence[int]] = None, residual_factor: float = 0.1,
+                 channel_multipliers: Optional[Sequence[int]] = None, residual_factor: float = default("residual"),
                  pooling: str = "mean") -> None:
         super().__init__()
         e = _check_common("ResNetDiscriminator", width, resolution, 16)

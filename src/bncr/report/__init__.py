@@ -118,8 +118,8 @@ def _snapshot_iteration(p: Path) -> int:
 
 def _open_clean(cfg: dict):
     from ..data import open_dataset
-    return open_dataset(cfg["dataset"], cfg.get("resolution"), root=cfg.get("data_root"), count=cfg.get("count"),
-                        skip_bad=bool(cfg.get("skip_bad")))
+    return open_dataset(cfg["dataset"], cfg["resolution"], root=cfg["data_root"], count=cfg["count"],
+                        skip_bad=cfg["skip_bad"])
 
 
 @torch.no_grad()
@@ -134,9 +134,9 @@ def regenerate_final(G_x, pipe, cfg: dict, setting: Setting, clean) -> list[tupl
     z = torch.randn(FIXED_N, int(cfg["z_dim"]), generator=g).to(dev)
     lat = pipe.sample_latents(FIXED_N, g, dev)
     idx = torch.randint(0, len(clean), (FIXED_N,), generator=g).tolist()
-    seed = int(cfg.get("data_seed", 0))
+    seed = int(cfg["data_seed"])
     real = np.stack([clean[i] if setting.is_clean else degrade(clean[i], setting, seed, i)[0] for i in idx])
-    if cfg.get("oracle_clean"):
+    if cfg["oracle_clean"]:
         cidx = torch.randint(0, len(clean), (FIXED_N,), generator=g).tolist()
         x = to_model_range(torch.from_numpy(np.stack([clean[i] for i in cidx])), None, False).to(dev)
         xname = "real clean images x (ORACLE run)"
@@ -194,18 +194,18 @@ def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Opt
             notes.append(f"{s}: P-AmbientGAN, one learned {GENERATOR_OF[s][2:]} parameter shared by every image")
         elif spec[s] == "off":
             notes.append(f"{s}: off in this model")
-    ema = float(cfg.get("ema", 0.0))
+    ema = float(cfg["ema"])
     if not live and iteration >= 0 and ema ** iteration > 0.05:
         notes.append(f"EMA weights (decay {ema:g}) after {iteration} iterations still hold {ema ** iteration:.0%} of "
                      f"the initial weights (decay^iterations), so they lag behind training; "
                      f"--live shows the current weights")
-    if cfg.get("oracle_clean"):
+    if cfg["oracle_clean"]:
         notes.append("ORACLE run: G_x was replaced by real clean images during training (diagnosis only)")
     gen = sample_generated(pipe, n, seed)
     notes += gen.notes
 
     clean, clean_err = None, ""
-    if images or (manifest is None and not setting.is_clean and not cfg.get("count")):
+    if images or (manifest is None and not setting.is_clean and not cfg["count"]):
         try:                                     # the images panel, or counting the training images
             clean = _open_clean(cfg)
         except UserError as e:
@@ -220,13 +220,13 @@ def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Opt
         truth, truth_source = None, (f"none: setting {setting.name} uses the training images as they are "
                                      f"(pass --manifest DIR if they were written by `bncr degrade`)")
     else:
-        count = cfg.get("count") or (len(clean) if clean is not None else None)
+        count = cfg["count"] or (len(clean) if clean is not None else None)
         if count is None:
             count = n_true or 5000
             notes.append(f"the dataset could not be opened to count its images ({clean_err}); "
                          f"the ground truth uses images 0..{count - 1}")
         idx = training_indices(int(count), n_true)
-        truth = true_degradations(setting, int(cfg.get("data_seed", 0)), idx)
+        truth = true_degradations(setting, int(cfg["data_seed"]), idx)
         truth_source = truth.source + ("" if len(idx) == count else f" (evenly spaced, of {count})")
     rec = recovery(gen, truth)
 

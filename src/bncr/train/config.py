@@ -11,7 +11,13 @@ from ..errors import UserError
 
 @dataclass
 class TrainConfig:
-    # --- what to train
+    """Every training option and its default, grouped by concern (GROUPS); the one place defaults live.
+
+    Networks and the pipeline take their defaults from here (`default`); a run stores this complete in its
+    config.json and checkpoints. The defaults are the project's measured recipe at the paper's scale (preset
+    `default`); PRESETS lists the named departures from it.
+    """
+    # --- data: what the model learns from
     model: str = "bncr-gan"          # name from `bncr models`
     setting: str = "N"               # paper setting letter (`bncr settings`)
     dataset: str = "shapes"          # shapes | deadleaves | cifar10 | fashion-mnist | image folder path
@@ -20,20 +26,16 @@ class TrainConfig:
     count: Optional[int] = None      # number of training images (None: the whole dataset)
     skip_bad: bool = False           # image folders: skip unreadable files instead of stopping
     data_seed: int = 0               # seed of the degraded dataset (fixed per image)
-    seed: int = 0                    # seed of the models, latents and batches
+    dequantize: bool = True          # real pixels + U[0, 1/128) as in NR-GAN
     oracle_clean: bool = False       # DIAGNOSIS ONLY: G_x replaced by real *clean* images
-    # --- length and logging
-    iters: int = 200_000             # generator updates (the paper: 200k)
-    tick: int = 100                  # iterations between stats lines
-    image_every: int = 1000          # iterations between image grids
-    snap_every: int = 5000           # iterations between snapshots + training state
-    # --- networks
+    # --- networks: G_x and D_y (NR-GAN's ResNets)
     width: int = 128                 # base channels of G_x and D_y (NR-GAN: 128)
     d_width: Optional[int] = None    # base channels of D_y if different from width
     z_dim: int = 128                 # latent size of G_x (and of G_k, G_n, G_q)
     residual: float = 0.1            # scale of the residual branch in G_x and D_y blocks (NR-GAN: 0.1)
     g_upsample: str = "nearest"      # x2 upsampling in G_x's blocks: "nearest" (NR-GAN) | "bilinear"
     channels_last: bool = False      # G_x and D_y in channels-last memory format (faster convolutions on CPUs)
+    # --- degradation generators: G_k, G_n, G_q and how q is parametrised and reached by gradients
     kernel_size: Optional[int] = None  # K of G_k (None: covers the setting's kernels; 7 at 32, 13 at 128)
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
     noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson
@@ -42,7 +44,25 @@ class TrainConfig:
     q_fd_step: float = 5.0           # half-step (quality units) of the "fd" estimate
     q_fd_sides: int = 1              # "fd" estimate: 1 one-sided, random sign (one extra D forward) | 2 central (two)
     q_param: str = "clamp"           # G_q's q: "clamp" 50+50l in [2, 100], gradient kept at the bounds | "sigmoid" 100*sigmoid(l)
+    # --- losses: R1, diversity-sensitive (DS) and adaptive consistency (AC) terms
+    r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch
+    ds: float = 0.02                 # diversity-sensitive weight on G_k, G_n, G_q
+    ds_k: Optional[float] = None     # DS weight on G_k alone (None: ds); likewise ds_n, ds_q
+    ds_n: Optional[float] = None
+    ds_q: Optional[float] = None
+    ds_q_target: str = "mask"        # DS on G_q's mask m_q alone (docs/research/oracle-diagnostic.md) | "both" (q, m_q)
+    ds_tau: float = 0.0              # DSGAN bound on the batch's mean DS reward (0: unbounded, the paper's form)
+    ds_k_tau: Optional[float] = None  # the bound for G_k alone (None: ds_tau); likewise ds_n_tau, ds_q_tau
+    ds_n_tau: Optional[float] = None
+    ds_q_tau: Optional[float] = 0.1  # G_q's bound: resists a collapse of the mask, demands little spread
+    ds_n_target: str = "sample"      # DS on the noise image n as NR-GAN's trainer does, or on G_n's "params"
+    ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
+    ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
+    ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
+    mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
+    mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
     # --- optimisation (NR-GAN defaults)
+    iters: int = 200_000             # generator updates (the paper: 200k)
     batch: int = 64                  # D batch (real and fake); summed over all ranks
     g_batch_mult: int = 2            # G batch = g_batch_mult * batch
     lr: float = 2e-4
@@ -51,24 +71,12 @@ class TrainConfig:
     deg_warmup: int = 0              # iterations during which G_k, G_n, G_q are not updated
     beta1: float = 0.0
     beta2: float = 0.99
-    r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch
-    ds: float = 0.02                 # diversity-sensitive weight on G_k, G_n, G_q
-    ds_k: Optional[float] = None     # DS weight on G_k alone (None: ds); likewise ds_n, ds_q
-    ds_n: Optional[float] = None
-    ds_q: Optional[float] = None
-    ds_q_target: str = "mask"        # DS on G_q's mask m_q alone (docs/oracle-diagnostic.md) | "both" (q, m_q)
-    ds_tau: float = 0.0              # DSGAN bound on the batch's mean DS reward (0: unbounded, the paper's form)
-    ds_k_tau: Optional[float] = None  # the bound for G_k alone (None: ds_tau); likewise ds_n_tau, ds_q_tau
-    ds_n_tau: Optional[float] = None
-    ds_q_tau: Optional[float] = 0.1  # G_q's bound: resists a collapse of the mask, demands little spread
-    ds_n_target: str = "sample"      # DS on the noise image n as NR-GAN's trainer does, or on G_n's "params"
-    ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ema: float = 0.999               # EMA decay of every generator
-    ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
-    ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
-    mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
-    mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
-    dequantize: bool = True          # real pixels + U[0, 1/128) as in NR-GAN
+    seed: int = 0                    # seed of the models, latents and batches
+    # --- logging and machine
+    tick: int = 100                  # iterations between stats lines
+    image_every: int = 1000          # iterations between image grids
+    snap_every: int = 5000           # iterations between snapshots + training state
     threads: Optional[int] = None    # torch CPU threads (None: torch's default)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,12 +87,33 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """A stored config; keys it lacks take the value they had when it was written (LEGACY_DEFAULTS)."""
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise UserError(f"unknown config key(s) {', '.join(bad)}")
-        return cls(**{**LEGACY_DEFAULTS, **d})
+        """A stored config. Configs are stored complete; one written before that (a key missing) is upgraded
+        with the values its missing keys had then (train/upgrade.py, the one upgrade path)."""
+        from .upgrade import upgrade
+        cfg = cls(**upgrade(d, [f.name for f in fields(cls)]))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> "TrainConfig":
+        """Check every option's value in one place (UserError naming the option); returns self."""
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise UserError(f"option {key}={getattr(self, key)!r} is not one of: {', '.join(map(str, allowed))}")
+        for key in ("iters", "tick", "image_every", "snap_every", "width", "z_dim", "batch", "g_batch_mult"):
+            if getattr(self, key) < 1:
+                raise UserError(f"option {key} must be >= 1, got {getattr(self, key)}")
+        for key in ("lr", "d_lr", "deg_lr", "q_fd_step"):
+            if getattr(self, key) is not None and not getattr(self, key) > 0:
+                raise UserError(f"option {key} must be > 0, got {getattr(self, key)}")
+        for key in ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau", "ac", "deg_warmup",
+                    "mu_k", "mu_q"):
+            if (getattr(self, key) or 0) < 0:
+                raise UserError(f"option {key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"option ema must be in [0, 1), got {self.ema}")
+        if not 0 < self.mask_init < 1:
+            raise UserError(f"option mask_init must be in (0, 1), got {self.mask_init}")
+        return self
 
     def override(self, assignments: list[str]) -> "TrainConfig":
         """Apply `key=value` strings (values parsed by the field's type; 'none' for None)."""
@@ -100,22 +129,73 @@ class TrainConfig:
         return new
 
 
-# Options whose default changed: a stored config without the key was trained with these values.
-# q_param / q_grad: "sigmoid" / "ste" until the fourth session; ds_n_target / ds_q_target / ds_q_tau: "params" /
-# "both" / None until the fifth (docs/oracle-diagnostic.md says why each changed).
-LEGACY_DEFAULTS: dict[str, Any] = {"q_param": "sigmoid", "q_grad": "ste", "q_fd_sides": 2, "ds_n_target": "params",
-                                   "ds_q_target": "both", "ds_q_tau": None}
-
-# Named option sets: name -> (what it is for, the values it sets over the dataclass defaults). Every preset
-# starts from the dataclass defaults, which are the project's measured recipe at the paper's scale.
-_PAPER_AS_WRITTEN = {
-    "q_grad": "ste",            # Sec. 4.2: q^g reaches D through a differentiable JPEG (gradient through the codec)
-    "q_param": "sigmoid",       # G_q outputs a quality in (0, 100)
-    "ds_q_target": "both",      # Sec. 7.1: DS regularisation on G_q's outputs (q^g, m_q)
-    "ds_q_tau": None,           #   unbounded, as DSGAN's form without a bound
-    "ds_n_target": "sample",    #   and on G_n's output, the noise image (NR-GAN's trainer)
-    "ac_norm": "sum",           # Eq. 7-8: the squared norm ||.||^2 of the whole image
+# The allowed values of the options that name a choice (validate() checks them).
+CHOICES: dict[str, tuple] = {
+    "g_upsample": ("nearest", "bilinear"), "noise_gen": ("ab", "map"),
+    "noise_prior": ("additive", "multiplicative", "poisson"), "q_grad": ("fd", "ste"), "q_fd_sides": (1, 2),
+    "q_param": ("clamp", "sigmoid"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
+    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"),
 }
+
+
+# The groups of options (TrainConfig's sections), for listings.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("model", "setting", "dataset", "data_root", "resolution", "count", "skip_bad", "data_seed", "dequantize",
+             "oracle_clean"),
+    "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "channels_last"),
+    "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "q_grad", "q_fd_step",
+                               "q_fd_sides", "q_param"),
+    "losses": ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
+               "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q"),
+    "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "beta1", "beta2", "ema",
+                     "seed"),
+    "logging and machine": ("tick", "image_every", "snap_every", "threads"),
+}
+
+
+def default(key: str) -> Any:
+    """The default of option `key`: constructors of the networks and the pipeline take theirs from here, so a
+    library user who builds one directly gets the same method as `bncr train`."""
+    return _DEFAULTS[key]
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)}
+
+# Named option sets: name -> (what it is for, the values it sets over the dataclass defaults).
+# `paper` pins every option of the method explicitly (networks, degradation generators, losses, optimisation),
+# each with where it comes from, so that no later change of a default can move it (stylegan2-ada's cfg_specs).
+PAPER: dict[str, Any] = {
+    # networks: NR-GAN's ResNets (Sec. 7.1 "we implemented GANs following the NR-GAN study")
+    "width": 128, "d_width": None, "z_dim": 128,      # NR-GAN's CIFAR-10 ResNet: 128 channels, z of 128
+    "residual": 0.1,                                  # NR-GAN's residual scale in G and D blocks
+    "g_upsample": "nearest",                          # NR-GAN's upsampling in G's blocks
+    "channels_last": False,                           # memory layout only, no effect on the result
+    # degradation generators (Sec. 4-6): three-layer MLPs for G_k and G_q, G_n per image (Sec. 7.1)
+    "kernel_size": None, "noise_gen": "ab", "noise_prior": "poisson", "mask_init": 0.5,
+    "q_grad": "ste",          # Sec. 5: q^g reaches D through a differentiable JPEG (gradient through the codec)
+    "q_fd_step": 5.0, "q_fd_sides": 1,                #   (unused with "ste")
+    "q_param": "sigmoid",     # G_q outputs a quality in (0, 100)
+    # losses: non-saturating GAN + R1 (Sec. 7.1, NR-GAN's weight 10), DS on G_k, G_n, G_q (Sec. 7.1, NR-GAN's 0.02)
+    "r1": 10.0, "ds": 0.02, "ds_k": None, "ds_n": None, "ds_q": None,
+    "ds_q_target": "both",    # DS on G_q's outputs (q^g, m_q)
+    "ds_tau": 0.0, "ds_k_tau": None, "ds_n_tau": None,
+    "ds_q_tau": None,         #   unbounded, DSGAN's form without a bound
+    "ds_n_target": "sample",  #   and on G_n's output, the noise image (NR-GAN's trainer)
+    "ds_ab": "std",
+    "ac": 1.0,                # Eq. 6: L_AC added with weight 1
+    "ac_norm": "sum",         # Eq. 7-8: the squared norm ||.||^2 of the whole image
+    "mu_k": 1.0, "mu_q": 10.0,  # scales of Eq. 7-8: the paper gives no values; the project's choice
+    # optimisation: NR-GAN's Adam and schedule, 200k iterations (Sec. 7.1)
+    "iters": 200_000, "batch": 64, "g_batch_mult": 2, "lr": 2e-4, "d_lr": None, "deg_lr": None, "deg_warmup": 0,
+    "beta1": 0.0, "beta2": 0.99, "ema": 0.999,
+}
+# Where the project's measured recipe (preset `default`, the dataclass defaults) departs from `paper`, and why
+# (docs/research/oracle-diagnostic.md): the diff JPEG's q-gradient points the wrong way, so q gets finite differences of
+# the adversarial loss through the real codec; q clamped instead of a sigmoid that saturates; DS on the mask alone
+# with a bound (resists a collapse of m_q without demanding a spread of q); AC per value, not summed over 3,072.
+DEFAULT_DEPARTURES: dict[str, Any] = {"q_grad": "fd", "q_param": "clamp", "ds_q_target": "mask", "ds_q_tau": 0.1,
+                                      "ac_norm": "mean"}
+
 # The CPU scale at which G_x converges on 2 cores (docs/research/cpu-scale.md): the embedded shapes data,
 # narrow nets, a faster-learning D (residual 1, R1 1), a 5x learning rate, bilinear upsampling in G_x (nearest
 # draws 8x8 blocks on JPEG's grid for the first thousands of iterations), channels-last nets, short EMA; the
@@ -127,13 +207,14 @@ _LAPTOP = {"dataset": "shapes", "width": 16, "d_width": 16, "batch": 16, "count"
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the project's recipe at the paper's scale: NR-GAN's nets and optimiser, with the measured "
-                "departures of docs/oracle-diagnostic.md (finite-difference q-gradient, clamped q, bounded DS on "
+                "departures of docs/research/oracle-diagnostic.md (finite-difference q-gradient, clamped q, bounded DS on "
                 "m_q, per-value AC)", {}),
     "paper": ("the paper's method as written (straight-through q-gradient, sigmoid q, DS on the generators' "
-              "outputs, AC as the squared norm of Eq. 7-8), NR-GAN's nets and optimiser", dict(_PAPER_AS_WRITTEN)),
+              "outputs, AC as the squared norm of Eq. 7-8), NR-GAN's nets and optimiser, every value pinned",
+              dict(PAPER)),
     "laptop": ("the CPU scale where G_x converges on 2 cores in about 10 minutes: shapes data, width 16, "
                "batch 16, 4,000 iterations (docs/research/cpu-scale.md); never the paper's experiment", dict(_LAPTOP)),
-    "cpu": ("narrow nets and short runs on dead leaves, the earlier CPU recipe (docs/cpu-recipe.md)",
+    "cpu": ("narrow nets and short runs on dead leaves, the earlier CPU recipe (docs/research/cpu-recipe.md)",
             {"dataset": "deadleaves", "width": 16, "d_width": 16, "batch": 16, "count": 5000, "iters": 2400,
              "ema": 0.99, "residual": 1.0, "r1": 1.0, "tick": 50, "image_every": 500, "snap_every": 500}),
 }
@@ -142,7 +223,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise UserError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)} (`bncr presets` lists them)")
-    return TrainConfig(**PRESETS[name][1])
+    return TrainConfig(**PRESETS[name][1]).validate()
 
 
 def preset_differences(names: Optional[list[str]] = None) -> str:

@@ -26,16 +26,14 @@ from ..data.degraded import DegradedDataset
 from ..degradations.settings import Setting, get_setting
 from ..errors import UserError
 from ..io import atomic_path, atomic_write_text, ensure_writable_dir
-from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, d_loss_nonsaturating,
-                             diversity_sensitive, g_loss_nonsaturating, g_loss_per_image, r1_penalty)
 from ..models.pipeline import DegradationPipeline
 from ..models.pixels import levels_to_model
 from ..models.registry import ModelSpec, get_model
-from ..nets.degradation_generators import Q_MIN
 from ..nets.resnet import ResNetDiscriminator, ResNetGenerator
 from . import visual
 from .checkpoint import SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT, load_checked, save_atomic
 from .config import TrainConfig
+from .loss import BNCRLoss
 from .distributed import Dist, all_reduce_grads, barrier, broadcast_params, init_distributed
 
 # Options that may differ when resuming (they do not change what is computed).
@@ -138,11 +136,7 @@ def build_nets(cfg: TrainConfig, spec: ModelSpec, setting: Setting, resolution: 
     D_y = ResNetDiscriminator(resolution, cfg.d_width or cfg.width, residual_factor=cfg.residual)
     if cfg.channels_last:
         D_y = D_y.to(memory_format=torch.channels_last)
-    pipe = DegradationPipeline(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size,
-                               noise_gen=cfg.noise_gen, noise_prior=cfg.noise_prior, noise_width=cfg.width,
-                               mask_init=cfg.mask_init, data_seed=cfg.data_seed, dequantize=cfg.dequantize,
-                               q_param=cfg.q_param, q_grad=cfg.q_grad, ds_ab=cfg.ds_ab,
-                               ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target)
+    pipe = DegradationPipeline.from_config(cfg, spec, setting, resolution)
     return Nets(G_x, D_y, pipe, copy.deepcopy(G_x).eval().requires_grad_(False),
                 copy.deepcopy(pipe).eval().requires_grad_(False))
 
@@ -177,15 +171,7 @@ class Trainer:
         self.device = torch.device(f"cuda:{self.d.local_rank}" if torch.cuda.is_available() else "cpu")
         self.spec = get_model(cfg.model)
         self.setting = get_setting(cfg.setting)
-        if cfg.iters < 1:
-            raise UserError(f"--iters must be >= 1, got {cfg.iters}")
-        if cfg.q_fd_sides not in (1, 2):
-            raise UserError(f"q_fd_sides must be 1 or 2, got {cfg.q_fd_sides}")
-        if cfg.ac_norm not in ("sum", "mean"):
-            raise UserError(f"ac_norm must be 'sum' or 'mean', got {cfg.ac_norm!r}")
-        for key in ("ds", "ds_k", "ds_n", "ds_q", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau"):
-            if (getattr(cfg, key) or 0) < 0:
-                raise UserError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+        cfg.validate()
         if cfg.batch % self.d.world:
             raise UserError(f"batch {cfg.batch} is not divisible by the {self.d.world} ranks")
         self.out = Path(out)
@@ -211,12 +197,13 @@ class Trainer:
         betas = (cfg.beta1, cfg.beta2)
         if cfg.deg_lr is None:
             self.opt_G = torch.optim.Adam(self.nets.g_params(), lr=cfg.lr, betas=betas)
-        else:   # G_k / G_n / G_q at their own rate (Adam moves their few outputs fast; docs/oracle-diagnostic.md)
+        else:   # G_k / G_n / G_q at their own rate (Adam moves their few outputs fast; docs/research/oracle-diagnostic.md)
             self.opt_G = torch.optim.Adam([{"params": list(self.nets.G_x.parameters())},
                                            {"params": list(self.nets.pipe.parameters()), "lr": cfg.deg_lr}],
                                           lr=cfg.lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.nets.D_y.parameters(), lr=cfg.lr if cfg.d_lr is None else cfg.d_lr, betas=betas)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.d.rank)
+        self.loss = BNCRLoss(cfg, self.nets.D_y, self.nets.pipe, self.gen)
         self.it = 0
         if state_path is not None:
             self._load_state(state_path)
@@ -299,20 +286,17 @@ class Trainer:
         return self.nets.G_x(z), z
 
     def step(self) -> dict[str, float]:
+        """One iteration: a D phase, then a G phase on G_x and the degradation generators, then EMA."""
         cfg, n, d = self.cfg, self.nets, self.d
         B = cfg.batch // d.world
         stats: dict[str, float] = {}
-        # ---- D step
+        # ---- D phase
         n.D_y.requires_grad_(True)
         real = self._real_batch(B).requires_grad_(True)
         with torch.no_grad():
             x_g, _ = self._clean_fakes(B)
             y_g = n.pipe(x_g, n.pipe.sample_latents(B, self.gen, self.device)).y
-        real_logits = n.D_y(real)
-        fake_logits = n.D_y(y_g)
-        terms = {"D_adv": d_loss_nonsaturating(real_logits, fake_logits)}
-        if cfg.r1 > 0:
-            terms["D_r1"] = cfg.r1 * r1_penalty(real_logits, real)
+        terms, real_logits, fake_logits = self.loss.d_terms(real, y_g)
         _check_finite(terms, self.it)
         self.opt_D.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
@@ -320,36 +304,20 @@ class Trainer:
         self.opt_D.step()
         stats.update({k: v.item() for k, v in terms.items()})
         stats["D_real"], stats["D_fake"] = real_logits.mean().item(), fake_logits.mean().item()
-        # ---- G step
+        # ---- G phase
         n.D_y.requires_grad_(False)
         Bg = B * cfg.g_batch_mult
-        x_g, z_x = self._clean_fakes(Bg)
+        x_g, _ = self._clean_fakes(Bg)
         lat = n.pipe.sample_latents(Bg, self.gen, self.device)
         out = n.pipe(x_g, lat)
-        logits_g = n.D_y(out.y)
-        terms = {"G_adv": g_loss_nonsaturating(logits_g)}
-        if n.pipe.q_grad == "fd" and out.q is not None and out.q.requires_grad:
-            terms["G_q_fd"] = self._q_fd_surrogate(out, lat, g_loss_per_image(logits_g.detach()))
-        for name, o in out.ds_outputs.items():         # name: "G_k", "G_n" or "G_q"
-            w, tau = getattr(cfg, "ds_" + name[-1]), getattr(cfg, f"ds_{name[-1]}_tau")
-            w = cfg.ds if w is None else w
-            if w > 0:
-                terms[f"{name}_ds"] = w * diversity_sensitive(o, lat["z" + name[1:]],
-                                                              tau=cfg.ds_tau if tau is None else tau)
-        spec = n.pipe.spec
-        if spec.ac_blur and cfg.ac > 0 and out.k is not None:
-            terms["AC_blur"] = cfg.ac * adaptive_consistency(out.x, out.x_blur, ac_blur_weight(out.k, cfg.mu_k),
-                                                                 cfg.ac_norm)
-        if spec.ac_comp and cfg.ac > 0 and out.q is not None:
-            terms["AC_comp"] = cfg.ac * adaptive_consistency(out.u, out.y, ac_comp_weight(out.q, cfg.mu_q),
-                                                                 cfg.ac_norm)
+        terms = self.loss.g_terms(out, lat)
         _check_finite(terms, self.it)
         self.opt_G.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         all_reduce_grads(n.g_params(), d)
         if self.it < cfg.deg_warmup:
-            # G_k / G_n / G_q held still (a dynamics experiment, docs/cpu-mini.md);
-            # Adam skips parameters whose grad is None.
+            # G_k / G_n / G_q held at their initialisation (docs/research/cpu-scale.md); Adam skips
+            # parameters whose grad is None.
             for p in n.pipe.parameters():
                 p.grad = None
         self.opt_G.step()
@@ -361,35 +329,6 @@ class Trainer:
             if k in ("q", "kernel_entropy"):
                 stats[f"{k}_std"] = v.float().std().item() if v.numel() > 1 else 0.0
         return stats
-
-    def _q_fd_surrogate(self, out, lat, loss_at_q: torch.Tensor) -> torch.Tensor:
-        """A term whose gradient on each q_i is a finite-difference slope of G_adv in q_i.
-
-        The differentiable JPEG's gradient on q (straight-through or polynomial rounding) was measured to point
-        the wrong way for the adversarial loss: with a D that prefers high q, G_adv falls as q rises (real
-        codec), yet its q-gradient says the opposite at every q (docs/oracle-diagnostic.md). q is one scalar
-        per image and D scores images independently, so extra forward passes give each image's slope of the
-        real forward, with steps kept inside [Q_MIN, 100]. q_fd_sides=1: (G_adv_i(q + s h) - G_adv_i(q)) / (s h)
-        with a random sign s per image (flipped where q + s h would leave the range), reusing the main forward's
-        per-image loss `loss_at_q`: one extra D forward; over random signs the curvature term cancels in
-        expectation. q_fd_sides=2: central (G_adv_i(q + h) - G_adv_i(q - h)) / 2h, both sides in one batch of 2N.
-        Its *value* is not a loss.
-        """
-        h, q = self.cfg.q_fd_step, out.q.detach()
-        with torch.no_grad():
-            if self.cfg.q_fd_sides == 1:
-                step = (torch.randint(0, 2, q.shape, generator=self.gen).to(q) * 2 - 1) * h
-                step = torch.where((q + step > 100.0) | (q + step < Q_MIN), -step, step)
-                q_a, q_b, l_b = (q + step).clamp(Q_MIN, 100.0), q, loss_at_q
-                l_a = g_loss_per_image(self.nets.D_y(self.nets.pipe.degrade_at_quality(out, q_a, lat)))
-            else:
-                q_a, q_b = (q + h).clamp(max=100.0), (q - h).clamp(min=Q_MIN)
-                l_a, l_b = g_loss_per_image(self.nets.D_y(
-                    self.nets.pipe.degrade_at_quality(out, torch.cat((q_a, q_b)), lat))).chunk(2)
-            d = q_a - q_b
-            moved = d.abs() > 1e-6       # no step possible (q outside [Q_MIN, 100], sigmoid parametrisation)
-            slope = torch.where(moved, (l_a - l_b) / torch.where(moved, d, 1.0), 0.0)
-        return (slope * out.q).sum() / q.numel()
 
     # -------------------------------------------------------------- pictures
     def _fixed_latents(self) -> dict[str, Any]:
