@@ -15,7 +15,8 @@ import torch
 
 PIN = Path(__file__).parent / "data" / "numerics-pin.json"
 CASES = [("default", "bncr-gan", "N"), ("paper", "bncr-gan", "N"), ("default", "cr-gan", "J"),
-         ("default", "nr-gan", "noise"), ("default", "ambientgan", "N")]
+         ("default", "nr-gan", "noise"), ("default", "ambientgan", "N"), ("default", "p-ambientgan", "N"),
+         ("default", "br-gan-nomask", "B"), ("map-noise", "nr-gan", "noise")]
 TINY = ["width=8", "z_dim=16", "batch=4", "count=32", "threads=1"]
 STEPS = 3
 
@@ -24,7 +25,9 @@ def run_case(preset_name: str, model: str, setting: str, out: Path) -> dict:
     """Losses of STEPS steps and the sum / abs-sum of every network's parameters after them."""
     from bncr.train.config import preset
     from bncr.train.loop import Trainer
-    cfg = preset(preset_name)
+    cfg = preset("default") if preset_name == "map-noise" else preset(preset_name)
+    if preset_name == "map-noise":          # NR-GAN's ResNet G_n (a per-pixel scale map)
+        cfg.noise_gen = "map"
     cfg.model, cfg.setting, cfg.iters, cfg.dataset = model, setting, STEPS, "shapes"
     cfg = cfg.override(TINY)
     tr = Trainer(cfg, out, progress=False)
