@@ -74,7 +74,8 @@ class KnownBank(nn.Module):
 
 
 class DegradationPipeline(nn.Module):
-    """Stages blur -> noise -> JPEG, each off / known / parameter / generator (see registry)."""
+    """Stages blur -> noise -> JPEG, each fed by a parameter source: off / known / parameter / generator
+    (the model registry picks them)."""
 
     def __init__(self, spec: ModelSpec, setting: Setting, resolution: int, *, z_dim: int = default("z_dim"),
                  kernel_size: Optional[int] = default("kernel_size"), noise_gen: str = default("noise_gen"),
@@ -161,66 +162,80 @@ class DegradationPipeline(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, lat: dict[str, torch.Tensor]) -> PipelineOutput:
+        """y = JPEG(x * k + n, q): each stage applies the parameters its source draws (off stages pass x on)."""
         spec, n = self.spec, x.shape[0]
         out = PipelineOutput(y=x, x=x, x_blur=x, u=x)
         h = x
-        # blur: x * k
-        if spec.blur != "off":
-            if spec.blur == "known":
-                k = self.bank.k[lat["bank"]]
-            else:
-                ko = self.G_k(lat["z_k"])
-                k = ko.k
-                out.stats["m_k"] = ko.m_k.detach().mean(dim=(1, 2))
-                if spec.blur == "generator":
-                    out.ds_outputs["G_k"] = k.flatten(1)
-            h = blur(h, k)
-            out.k = k
-            out.stats["kernel_entropy"] = kernel_entropy(k.detach())
+        if spec.blur != "off":                       # blur: x * k
+            out.k = self._blur_source(lat, n, out)
+            h = blur(h, out.k)
+            out.stats["kernel_entropy"] = kernel_entropy(out.k.detach())
         out.x_blur = h
-        # noise: + n (variance in [0, 1] units; x doubled into [-1, 1] units)
-        if spec.noise != "off":
-            x01 = ((h.detach() + 1) / 2).clamp(0, 1)
-            eps = lat["eps"]
-            if spec.noise == "known" or self.noise_gen == "ab":
-                # per-image Brooks-type variance a * x + b on [0, 1] values
-                if spec.noise == "known":
-                    a, b = self.bank.shot[lat["bank"]], self.bank.read[lat["bank"]]
-                else:
-                    a, b = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
-                    out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
-                ab = torch.stack([a, b], 1)
-                nz = 2 * generated_noise(x01, ab, "brooks", eps=eps)
-            else:
-                # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
-                g = self.G_n(lat["z_n"] if spec.noise == "generator" else n)
-                nz = generated_noise(h, g, self.noise_prior, eps=eps)
-            # DS sees the noise image (NR-GAN's trainer) or G_n's own parameters
-            if spec.noise == "generator" and self.ds_n_target == "sample":
-                out.ds_outputs["G_n"] = nz.flatten(1)
-            elif spec.noise == "generator":
-                out.ds_outputs["G_n"] = ((ab.log() if self.ds_ab == "logvar" else ab.sqrt()) if self.noise_gen == "ab"
-                                         else g.flatten(1))
+        if spec.noise != "off":                      # noise: + n (variance in [0, 1] units)
+            nz = self._noise_source(h, lat, n, out)
             out.stats["noise_std"] = nz.detach().flatten(1).std(dim=1) / 2
             h = h + nz
         out.u = h
-        # JPEG with the Eq. 5 bypass: y = m_q psi(u, q) + (1 - m_q) u
-        if spec.jpeg != "off":
-            if spec.jpeg == "known":
-                i = lat["bank"]
-                q, m_q = self.bank.q[i], self.bank.compressed[i]
-            else:
-                q, m_q = self.G_q(lat["z_q"] if spec.jpeg == "generator" else n)
-                if spec.jpeg == "generator":
-                    # DS on (q, m_q), or on the mask alone (ds_q_target="mask": spread which images are
-                    # compressed, leave q to D; docs/research/oracle-diagnostic.md)
-                    out.ds_outputs["G_q"] = (m_q.unsqueeze(1) if self.ds_q_target == "mask"
-                                             else torch.stack([q / 100, m_q], 1))
+        if spec.jpeg != "off":                       # JPEG with the Eq. 5 bypass: m_q psi(u, q) + (1 - m_q) u
+            q, m_q = self._jpeg_source(lat, n, out)
             h = self._compress(h, q.detach() if self.q_grad == "fd" else q, m_q, lat.get("deq"))
             out.q, out.m_q = q, m_q
             out.stats["q"], out.stats["m_q"] = q.detach(), m_q.detach()
         out.y = h.clamp(-1, 1)
         return out
+
+    # ------------------------------------------------------------------ parameter sources
+    # Each stage's parameters come from its source: "known" (the setting's true simulator, a bank of draws),
+    # "parameter" (one learned value, P-AmbientGAN) or "generator" (G_k / G_n / G_q of a latent). A source also
+    # records its statistics and, for generators, the output the diversity-sensitive loss sees (ds_outputs).
+    def _learned_input(self, mode: str, lat: dict[str, torch.Tensor], z: str, n: int):
+        return lat[z] if mode == "generator" else n
+
+    def _blur_source(self, lat: dict[str, torch.Tensor], n: int, out: PipelineOutput) -> torch.Tensor:
+        """(N, K, K) kernels."""
+        mode = self.spec.blur
+        if mode == "known":
+            return self.bank.k[lat["bank"]]
+        ko = self.G_k(self._learned_input(mode, lat, "z_k", n))
+        out.stats["m_k"] = ko.m_k.detach().mean(dim=(1, 2))
+        if mode == "generator":
+            out.ds_outputs["G_k"] = ko.k.flatten(1)
+        return ko.k
+
+    def _noise_source(self, h: torch.Tensor, lat: dict[str, torch.Tensor], n: int, out: PipelineOutput) -> torch.Tensor:
+        """The noise image n in [-1, 1] units for the blurred images h."""
+        mode, eps = self.spec.noise, lat["eps"]
+        if mode == "known" or self.noise_gen == "ab":
+            # per-image Brooks-type variance a * x + b on [0, 1] values (x doubled into [-1, 1] units)
+            if mode == "known":
+                a, b = self.bank.shot[lat["bank"]], self.bank.read[lat["bank"]]
+            else:
+                a, b = self.G_n(self._learned_input(mode, lat, "z_n", n))
+                out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
+            ab = torch.stack([a, b], 1)
+            nz = 2 * generated_noise(((h.detach() + 1) / 2).clamp(0, 1), ab, "brooks", eps=eps)
+            params = (ab.log() if self.ds_ab == "logvar" else ab.sqrt())
+        else:
+            # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
+            g = self.G_n(self._learned_input(mode, lat, "z_n", n))
+            nz = generated_noise(h, g, self.noise_prior, eps=eps)
+            params = g.flatten(1)
+        if mode == "generator":     # DS sees the noise image (NR-GAN's trainer) or G_n's own parameters
+            out.ds_outputs["G_n"] = nz.flatten(1) if self.ds_n_target == "sample" else params
+        return nz
+
+    def _jpeg_source(self, lat: dict[str, torch.Tensor], n: int, out: PipelineOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) qualities q and compression masks m_q."""
+        mode = self.spec.jpeg
+        if mode == "known":
+            i = lat["bank"]
+            return self.bank.q[i], self.bank.compressed[i]
+        q, m_q = self.G_q(self._learned_input(mode, lat, "z_q", n))
+        if mode == "generator":
+            # DS on (q, m_q), or on the mask alone (ds_q_target="mask": spread which images are compressed,
+            # leave q to D; docs/research/oracle-diagnostic.md)
+            out.ds_outputs["G_q"] = m_q.unsqueeze(1) if self.ds_q_target == "mask" else torch.stack([q / 100, m_q], 1)
+        return q, m_q
 
     def _compress(self, u: torch.Tensor, q: torch.Tensor, m_q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
         """Eq. 5: m_q psi(u, q) + (1 - m_q) u, with psi decoded like a file (multiples of 1/255) and mapped exactly
