@@ -120,3 +120,11 @@ def test_old_stored_run_loads_samples_and_inspects(tmp_path):
     resumed.iters = 3
     train(resumed, run, resume="auto", progress=False)
     assert (run / "snapshot-000003.pt").is_file()
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_dry_run_prints_every_presets_resolved_options(name, capsys):
+    from bncr.cli import main
+    assert main(["train", "--preset", name, "--model", "bncr-gan", "--setting", "N", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert TrainConfig.from_dict(printed) == preset(name)      # complete, and exactly the preset
