@@ -53,9 +53,13 @@ def test_grid_cells_are_the_printed_cells_of_the_paper_table(name):
 
 
 def test_grid_sizes():
-    assert len(GRIDS["table1-blur"].expand()) == (7 * 7 - 1) * 3
-    assert len(GRIDS["table1-jpeg"].expand()) == (7 * 7 - 1) * 3
-    assert len(GRIDS["table3-ffhq"].expand()) == 9 and GRIDS["table3-ffhq"].resolution == 128
+    # 8 models x 7 settings without AmbientGAN and Deblur+GAN / Deblock+GAN on A (empty in the paper)
+    assert len(GRIDS["table1-blur"].expand()) == (8 * 7 - 2) * 3
+    assert len(GRIDS["table1-jpeg"].expand()) == (8 * 7 - 2) * 3
+    assert len(GRIDS["table3-ffhq"].expand()) == 11 and GRIDS["table3-ffhq"].resolution == 128
+    assert dict(GRIDS["cpu-shapes"].cells)["B"][-1] == "deblur+gan"
+    assert dict(GRIDS["cpu-shapes"].cells)["H"][-1] == "deblock+gan"
+    assert not any(g.unavailable for g in GRIDS.values())   # every model of the paper is implemented
     mini = GRIDS["cpu-mini"]
     assert len(mini.expand()) == 2 * 9 and mini.preset == "cpu" and set(mini.metrics) == {"fid", "kid"}
     assert mini.num >= 1000 and set(mini.datasets) == {"deadleaves", "fashion-mnist"}

@@ -2,8 +2,8 @@
 
 Tables 1 and 2: CIFAR-10 32x32, median of three seeds. Table 3: FFHQ 128x128, one run per cell.
 "-" marks a cell the paper leaves empty. Rows are keyed by our model names (`bncr models`);
-Deblur+GAN and Deblock+GAN are the paper's GANs trained on deblurred / deblocked images, which this
-package does not implement (listed as not available in the benchmark grids).
+Deblur+GAN and Deblock+GAN are the paper's GANs trained on deblurred / deblocked images (our models
+deblur+gan and deblock+gan; deblock+gan with a substitute deblocker, docs/research/baselines.md).
 Source: /work/shared/paper/bncr-gan-paper.md (the paper's text), transcribed by hand; the tests
 check the transcription against the paper's own count of 134 tested conditions on CIFAR-10.
 """
@@ -20,12 +20,8 @@ PAPER_MODEL_NAMES = {
 }
 MODEL_LABELS = {v: k for k, v in PAPER_MODEL_NAMES.items()}
 
-# Models of the paper that this package does not implement.
-NOT_IMPLEMENTED = {
-    "deblur+gan": "GAN on images deblurred by non-blind hyper-Laplacian deconvolution with the true kernel "
-                  "(Krishnan & Fergus 2009); not implemented",
-    "deblock+gan": "GAN on images deblocked by pointwise SA-DCT (Foi et al. 2007); not implemented",
-}
+# Models of the paper that this package does not implement (model name -> why); none at present.
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 # Tables as printed: one line per row, "No. | model | values in column order".
 _TABLE1_BLUR = """\

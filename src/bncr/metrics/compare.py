@@ -2,7 +2,8 @@
 
 One table answers "which generator's clean fakes are closest to the clean data, and in which direction do the
 others miss": a row for the clean data and one for the degraded training data (where every model starts and
-what GAN imitates), then a row per run (EMA G_x of its last snapshot). KID / FID come from
+what GAN imitates), one for the restored training data of each restoring model (what Deblur+GAN /
+Deblock+GAN imitate), then a row per run (EMA G_x of its last snapshot). KID / FID come from
 :func:`bncr.metrics.evaluate.evaluate_run` (same protocol, cached in the run's metric files); the statistics
 from :mod:`bncr.metrics.imagestats`, on ``num`` images each, against the first ``num`` clean training images.
 
@@ -48,7 +49,7 @@ def compare_runs(runs: Sequence[Union[str, Path]], num: int = 500, *, seed: int 
     reference images); KID uses subsets of min(1000, num). fid: FID too (biased below 2048 samples).
     """
     from ..degradations.settings import get_setting
-    from ..train.loop import materialise
+    from ..train.loop import materialise, materialise_restored
     from .evaluate import evaluate_run, open_reference, run_config
     from .fid import fid_from_features, kid_from_features
     from .inception import InceptionFeatures
@@ -92,6 +93,11 @@ def compare_runs(runs: Sequence[Union[str, Path]], num: int = 500, *, seed: int 
         for s in settings:
             y, _ = materialise(reference.dataset, get_setting(s), int(cfgs[0]["config"]["data_seed"]), progress)
             rows.append(measured(f"degraded data ({s})", f"the same {note} degraded by setting {s}", y[held]))
+        for s, restore in dict.fromkeys((c["config"]["setting"], _restore(c)) for c in cfgs if _restore(c)):
+            r, _, _, _ = materialise_restored(reference.dataset, get_setting(s),
+                                              int(cfgs[0]["config"]["data_seed"]), restore, progress)
+            rows.append(measured(f"restored data ({restore}, {s})",
+                                 f"the same {note} degraded by setting {s}, then restored by {restore}", r[held]))
     for r, c in zip(runs, cfgs):
         rep = evaluate_run(r, metrics=kinds, num=num, snapshots="last", extractor=extractor, progress=progress,
                            cache_dir=cache_dir)
@@ -100,6 +106,11 @@ def compare_runs(runs: Sequence[Union[str, Path]], num: int = 500, *, seed: int 
         v.update(image_stats(images, clean))
         rows.append(CompareRow(c["config"]["model"], str(r), v, it))
     return rows
+
+
+def _restore(config: dict) -> Optional[str]:
+    """The restoration a run trained on (its recorded model spec; runs from before the field have none)."""
+    return (config.get("spec") or {}).get("restore")
 
 
 def markdown(rows: Sequence[CompareRow]) -> str:

@@ -7,11 +7,14 @@ Each stage of y = JPEG(x * k + n, q) is one of:
   generator  a learned generator G_k / G_n / G_q                      (BR-, NR-, CR-, BNCR-GAN)
 "auto" (AmbientGAN, P-AmbientGAN) means: "known"/"parameter" for the stages the setting has, off
 for the others. `mask` switches the Eq. 3 / Eq. 5 bypass; `ac_blur` / `ac_comp` the adaptive
-consistency losses of Eq. 7 / 8.
+consistency losses of Eq. 7 / 8. `restore` ("deblur" | "deblock") trains on the degraded data restored
+image by image with its ground truth (the paper's Deblur+GAN / Deblock+GAN: a plain GAN on restored
+images; bncr.baselines.dataset) instead of on the degraded data.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Optional
 
 from ..degradations.settings import Setting
 from ..errors import UserError
@@ -30,6 +33,12 @@ class ModelSpec:
     jpeg_mask: bool = True
     ac_blur: bool = False
     ac_comp: bool = False
+    restore: Optional[str] = None   # training data: the degraded images, or restored by "deblur" / "deblock"
+
+    def __post_init__(self) -> None:
+        if self.restore not in (None, "deblur", "deblock"):
+            raise ValueError(f"ModelSpec {self.name}: restore must be None, 'deblur' or 'deblock', "
+                             f"got {self.restore!r}")
 
     def resolve(self, setting: Setting) -> "ModelSpec":
         """Replace 'auto-known' / 'auto-parameter' by the stages the setting really has."""
@@ -68,6 +77,10 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
               "generator", "generator", "generator", ac_blur=True, ac_comp=True),
     ModelSpec("bncr-gan-noac", "BNCR-GAN without adaptive consistency losses",
               "generator", "generator", "generator"),
+    ModelSpec("deblur+gan", "GAN on the training images deblurred with each one's true kernel "
+              "(Krishnan-Fergus deconvolution; the paper's Deblur+GAN†)", restore="deblur"),
+    ModelSpec("deblock+gan", "GAN on the training images deblocked at each one's true JPEG quality "
+              "(jpegqs, else DCT thresholding: substitutes for the paper's SA-DCT)", restore="deblock"),
 ]}
 
 

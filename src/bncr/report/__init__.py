@@ -184,8 +184,10 @@ def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Opt
     learned = [s for s in STAGES if spec[s] in ("parameter", "generator")]
     if not learned:
         stages = " ".join(f"{s}={spec[s]}" for s in STAGES)
-        raise UserError(f"{run_dir}: model {cfg['model']} learns no degradation (stages {stages}); `bncr inspect` "
-                        f"needs a run with G_k, G_n or G_q (e.g. --model bncr-gan) or P-AmbientGAN parameters")
+        restored = f", it is a plain GAN on images restored by {spec['restore']}" if spec.get("restore") else ""
+        raise UserError(f"{run_dir}: model {cfg['model']} learns no degradation (stages {stages}{restored}); "
+                        f"`bncr inspect` needs a run with G_k, G_n or G_q (e.g. --model bncr-gan) or P-AmbientGAN "
+                        f"parameters")
     notes = []
     for s in STAGES:
         if spec[s] == "known":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,13 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..baselines.dataset import describe, degraded_by, restore_images, restore_options
 from ..data import open_dataset
+from ..data.cache import cache_dir, read_arrays, write_arrays
 from ..data.degraded import DegradedDataset
 from ..degradations.settings import Setting, get_setting
 from ..errors import UserError
-from ..io import atomic_path, atomic_write_text, ensure_writable_dir
+from ..io import atomic_write_text, ensure_writable_dir
 from ..models.pipeline import DegradationPipeline
 from ..models.pixels import levels_to_model
 from ..models.registry import ModelSpec, get_model
@@ -68,42 +69,83 @@ def git_commit() -> Optional[str]:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("BNCR_CACHE", Path.home() / ".cache" / "bncr")) / "degraded"
+    return cache_dir()
 
 
-def materialise(clean, setting: Setting, data_seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(degraded y, clean x) as uint8 arrays (N, H, W, 3), cached on disk by content key."""
-    # Key: the data's identity *and content* (16 evenly spaced images), so another split, seed or
-    # root of the same name and size never hits this cache.
+def data_key(clean, setting: Setting, data_seed: int) -> str:
+    """Cache key of the degraded data: the clean data's identity *and content*, setting, data seed.
+
+    Content = 16 evenly spaced images, so another split, seed or root of the same name and size never
+    shares an entry.
+    """
     n_all = len(clean)
     probe = hashlib.sha1()
     for i in sorted({int(j) for j in np.linspace(0, n_all - 1, 16)}):
         probe.update(np.ascontiguousarray(clean[i]).tobytes())
-    key = json.dumps([getattr(clean, "name", "?"), n_all, getattr(clean, "resolution", None),
-                      getattr(clean, "split", None), setting.to_dict(), data_seed, probe.hexdigest(), "v1"],
-                     sort_keys=True)
-    h = hashlib.sha1(key.encode()).hexdigest()[:16]
-    cache = _cache_dir() / f"{setting.name}-{h}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            return z["y"], z["x"]
-    ds = DegradedDataset(clean, setting, data_seed)
-    n = len(ds)
+    return json.dumps([getattr(clean, "name", "?"), n_all, getattr(clean, "resolution", None),
+                       getattr(clean, "split", None), setting.to_dict(), data_seed, probe.hexdigest(), "v1"],
+                      sort_keys=True)
+
+
+def _cache_path(setting: Setting, key: str, suffix: str = "") -> Path:
+    return _cache_dir() / f"{setting.name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}{suffix}.npz"
+
+
+def materialise(clean, setting: Setting, data_seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(degraded y, clean x) as uint8 arrays (N, H, W, 3), cached on disk by content key (checked on read)."""
+    key = data_key(clean, setting, data_seed)
+    cache = _cache_path(setting, key)
+    n = len(clean)
     x0 = clean[0]
+    shape = ((n, *x0.shape), np.dtype(np.uint8))
+    hit = read_arrays(cache, key, {"y": shape, "x": shape}, "degraded-data cache")
+    if hit is not None:
+        return hit["y"], hit["x"]
+    ds = DegradedDataset(clean, setting, data_seed)
     y = np.empty((n, *x0.shape), np.uint8)
     x = np.empty((n, *x0.shape), np.uint8)
     for i in tqdm(range(n), desc=f"degrading {n} images by setting {setting.name}", unit="img",
                   disable=not progress, mininterval=1.0):
         x[i] = clean[i]
         y[i] = ds[i][0] if not setting.is_clean else x[i]
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, y=y, x=x)
-    except OSError:
-        pass  # the cache is an optimisation only
+    write_arrays(cache, key, {"y": y, "x": x})
     return y, x
+
+
+def materialise_restored(clean, setting: Setting, data_seed: int, restore: str,
+                         progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(restored y, clean x, mask of the restored images, restoration options) of the degraded data, cached.
+
+    The entry sits next to the degraded data's (same directory, its name extends it), keyed on the degraded
+    data's key and :func:`bncr.baselines.dataset.restore_options` (method after "auto", options, versions),
+    so installing jpegqs or changing a default makes a new entry rather than reusing a stale one.
+    """
+    opts = restore_options(restore)
+    y, x = materialise(clean, setting, data_seed, progress)
+    dkey = data_key(clean, setting, data_seed)
+    key = json.dumps([dkey, opts, "restored-v1"], sort_keys=True)
+    cache = _cache_path(setting, dkey, f".{restore}-{hashlib.sha1(key.encode()).hexdigest()[:12]}")
+    hit = read_arrays(cache, key, {"y": (y.shape, np.dtype(np.uint8)), "restored": ((len(y),), np.dtype(bool))},
+                      "restored-data cache")
+    if hit is not None:
+        return hit["y"], x, hit["restored"], opts
+    r, done = restore_images(y, x, setting, data_seed, opts, progress)
+    write_arrays(cache, key, {"y": r, "restored": done})
+    return r, x, done, opts
+
+
+def training_data(clean, setting: Setting, data_seed: int, restore: Optional[str],
+                  progress: bool) -> tuple[np.ndarray, np.ndarray, Optional[dict[str, Any]]]:
+    """(real images D is shown, clean x, restoration record or None) of a model's training set.
+
+    The degraded data, or for a model with ``spec.restore`` the degraded data restored image by image
+    (Deblur+GAN, Deblock+GAN); the record says how (options) and how many images were restored.
+    """
+    if restore is None:
+        y, x = materialise(clean, setting, data_seed, progress)
+        return y, x, None
+    r, x, done, opts = materialise_restored(clean, setting, data_seed, restore, progress)
+    return r, x, {"options": opts, "restored": int(done.sum()), "images": int(len(done))}
 
 
 def to_model_range(u8: torch.Tensor, gen: Optional[torch.Generator], dequantize: bool) -> torch.Tensor:
@@ -185,10 +227,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.nets = build_nets(cfg, self.spec, self.setting, self.resolution)
         if self.d.main:
-            y, x = materialise(clean, self.setting, cfg.data_seed, self.progress)
+            y, x, self.restored = training_data(clean, self.setting, cfg.data_seed, self.spec.restore, self.progress)
         barrier(self.d)
         if not self.d.main:
-            y, x = materialise(clean, self.setting, cfg.data_seed, False)
+            y, x, self.restored = training_data(clean, self.setting, cfg.data_seed, self.spec.restore, False)
+        if state_path is not None and self.d.main:
+            self._check_same_restoration()
         self.y_real = torch.from_numpy(y)
         self.x_clean = torch.from_numpy(x) if cfg.oracle_clean else None
         for m in (self.nets.G_x, self.nets.D_y, self.nets.pipe, self.nets.G_x_ema, self.nets.pipe_ema):
@@ -213,10 +257,26 @@ class Trainer:
                 {"config": cfg.to_dict(), "spec": self.nets.pipe.spec.to_dict(),
                  "setting": self.setting.to_dict(), "resolution": self.resolution,
                  "world_size": self.d.world, "torch": torch.__version__,
-                 "device": device_name(self.device), "bncr_version": __version__, "git_commit": git_commit()},
+                 "device": device_name(self.device), "bncr_version": __version__, "git_commit": git_commit(),
+                 **({"restore": self.restored} if self.restored else {})},
                 indent=1, sort_keys=True) + "\n")
 
     # -------------------------------------------------------------- resume
+    def _check_same_restoration(self) -> None:
+        """A resumed run must go on with the restored images it started with (e.g. not jpegqs, then dct)."""
+        try:
+            before = json.loads((self.out / "config.json").read_text()).get("restore")
+        except (OSError, ValueError):
+            return
+        now = self.restored
+        if before is not None and now is not None and before["options"] != now["options"]:
+            diff = sorted(k for k in set(before["options"]) | set(now["options"])
+                          if before["options"].get(k) != now["options"].get(k))
+            k = diff[0]
+            raise UserError(f"cannot resume {self.out}: its training images were restored with {k}="
+                            f"{before['options'].get(k)!r}, now {now['options'].get(k)!r} (e.g. jpegqs installed or "
+                            f"removed since); restore the same way, or start a new --out")
+
     def _resume_path(self, resume: Optional[str]) -> Optional[Path]:
         existing = self.out / STATE_FILE
         if resume is None:
@@ -351,7 +411,8 @@ class Trainer:
         title = (f"{self.cfg.model} on {self.cfg.dataset}, setting {self.setting.name}, iteration {self.it}"
                  + (" (ORACLE: x = real clean images)" if self.x_clean is not None else ""))
         path = self.out / "final.png" if final else img_dir / f"fakes-{self.it:06d}.png"
-        visual.save_panels([("real degraded y^r", f["real"].numpy()), ("degraded fakes y^g", visual.to_uint8(out.y)),
+        real = "real restored y^r" if self.restored else "real degraded y^r"
+        visual.save_panels([(real, f["real"].numpy()), ("degraded fakes y^g", visual.to_uint8(out.y)),
                             ("clean fakes x^g", visual.to_uint8(x))], path, title)
         if out.k is not None and self.spec.blur != "off":
             visual.save_kernels(out.k, img_dir / f"kernels-{self.it:06d}.png",
@@ -380,6 +441,15 @@ class Trainer:
                 f"noise={self.nets.pipe.spec.noise} jpeg={self.nets.pipe.spec.jpeg}; setting {self.setting.name}: "
                 f"{self.setting.description}; {len(self.y_real)} training images at {self.resolution}px; "
                 f"world size {self.d.world}; device {self.device}")
+            if self.restored:
+                r = self.restored
+                what = degraded_by(r["options"]["restore"])
+                rest = r["images"] - r["restored"]
+                say(f"training images {describe(r['options'])}: {r['restored']} of {r['images']} restored"
+                    + (f"; the other {rest} were not {what} and are kept as they are" if rest else ""))
+                if r["restored"] == 0:
+                    say(f"note: setting {self.setting.name} has no {what} image, so nothing was restored and "
+                        f"this run trains like gan")
             if cfg.oracle_clean:
                 say("ORACLE DIAGNOSTIC: G_x is replaced by real clean images; not a valid training run")
         elif self.d.main:
