@@ -1,7 +1,7 @@
 """`bncr demo`: the main job. BNCR-GAN and plain GAN trained side by side on the same degraded data, then one
 picture and a few lines that show whether BNCR-GAN learned *clean* images from degraded ones.
 
-Both runs use the same resolved options (preset ``laptop`` shortened to 2,400 iterations by default, shapes
+Both runs use the same resolved options (preset ``laptop`` shortened from 6,000 to 2,400 iterations by default, shapes
 degraded by setting N), each in its own process with one thread, so on a 2-core machine they train at the same
 time. Afterwards:
 
@@ -26,7 +26,7 @@ import numpy as np
 from .errors import UserError
 from .io import atomic_write_text
 
-# The demo is `laptop` shortened by a fifth (2,400 iterations, the degradation generators held for the first third),
+# The demo is `laptop` shortened to 2,400 of its 6,000 iterations (the degradation generators held for the first 800),
 # so that both runs, the install and the KID fit in about 12 minutes on an idle 2-core machine.
 DEMO_SETS = ("iters=2400", "deg_warmup=800")
 
