@@ -10,6 +10,14 @@ from typing import Iterator
 from .errors import UserError
 
 
+def user_cache_dir(name: str, env: str) -> Path:
+    """A cache folder of bncr: $<env> if set, else $XDG_CACHE_HOME/bncr/<name>, else ~/.cache/bncr/<name>."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "bncr" / name
+
+
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create `path` if needed and check that files can be written there (one clear error if not)."""
     p = Path(path)

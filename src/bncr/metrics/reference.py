@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import warnings
 import zipfile
@@ -27,6 +26,7 @@ import numpy as np
 from ..errors import UserError
 from ..io import atomic_path, atomic_write_text, ensure_writable_dir
 from .fid import feature_stats
+from ..io import user_cache_dir
 from .inception import InceptionFeatures
 
 CACHE_ENV = "BNCR_FID_CACHE"
@@ -35,11 +35,7 @@ FORMAT_VERSION = 1
 
 def default_cache_dir() -> Path:
     """$BNCR_FID_CACHE, else $XDG_CACHE_HOME/bncr/fid-stats, else ~/.cache/bncr/fid-stats."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "bncr" / "fid-stats"
+    return user_cache_dir("fid-stats", CACHE_ENV)
 
 
 def format_count(count: int) -> str:

@@ -205,6 +205,7 @@ class DegradationPipeline(nn.Module):
     def _noise_source(self, h: torch.Tensor, lat: dict[str, torch.Tensor], n: int, out: PipelineOutput) -> torch.Tensor:
         """The noise image n in [-1, 1] units for the blurred images h."""
         mode, eps = self.spec.noise, lat["eps"]
+        on_params = mode == "generator" and self.ds_n_target == "params"   # DS on G_n's own parameters
         if mode == "known" or self.noise_gen == "ab":
             # per-image Brooks-type variance a * x + b on [0, 1] values (x doubled into [-1, 1] units)
             if mode == "known":
@@ -214,14 +215,16 @@ class DegradationPipeline(nn.Module):
                 out.stats["noise_a"], out.stats["noise_b"] = a.detach(), b.detach()
             ab = torch.stack([a, b], 1)
             nz = 2 * generated_noise(((h.detach() + 1) / 2).clamp(0, 1), ab, "brooks", eps=eps)
-            params = (ab.log() if self.ds_ab == "logvar" else ab.sqrt())
+            if on_params:
+                out.ds_outputs["G_n"] = ab.log() if self.ds_ab == "logvar" else ab.sqrt()
         else:
             # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
             g = self.G_n(self._learned_input(mode, lat, "z_n", n))
             nz = generated_noise(h, g, self.noise_prior, eps=eps)
-            params = g.flatten(1)
-        if mode == "generator":     # DS sees the noise image (NR-GAN's trainer) or G_n's own parameters
-            out.ds_outputs["G_n"] = nz.flatten(1) if self.ds_n_target == "sample" else params
+            if on_params:
+                out.ds_outputs["G_n"] = g.flatten(1)
+        if mode == "generator" and not on_params:    # DS on the noise image, as NR-GAN's trainer does
+            out.ds_outputs["G_n"] = nz.flatten(1)
         return nz
 
     def _jpeg_source(self, lat: dict[str, torch.Tensor], n: int, out: PipelineOutput) -> tuple[torch.Tensor, torch.Tensor]:

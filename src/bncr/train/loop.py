@@ -68,10 +68,6 @@ def git_commit() -> Optional[str]:
         return None
 
 
-def _cache_dir() -> Path:
-    return cache_dir()
-
-
 def data_key(clean, setting: Setting, data_seed: int) -> str:
     """Cache key of the degraded data: the clean data's identity *and content*, setting, data seed.
 
@@ -88,7 +84,7 @@ def data_key(clean, setting: Setting, data_seed: int) -> str:
 
 
 def _cache_path(setting: Setting, key: str, suffix: str = "") -> Path:
-    return _cache_dir() / f"{setting.name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}{suffix}.npz"
+    return cache_dir() / f"{setting.name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}{suffix}.npz"
 
 
 def materialise(clean, setting: Setting, data_seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
