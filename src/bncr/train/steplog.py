@@ -85,3 +85,84 @@ class StepLog:
         """Start the next tick's means (in place: a captured graph keeps adding into the same memory)."""
         self.sums.zero_()
         self.counts.clear()
+
+
+class HostReads:
+    """Counts what would make the host wait for the device: a context manager over a stretch of code.
+
+    Counted: reads of tensor values (``aten._local_scalar_dense``, behind ``.item()``, ``float()`` and ``bool()`` on
+    a tensor; ``Tensor.tolist`` and ``Tensor.numpy``), copies between devices (blocking on a GPU, either way) and the
+    operations whose output shape depends on values (``nonzero``, boolean indexing, ``masked_select``, ``unique``).
+    On a CPU nothing actually waits, but the same code on a GPU would: so a CPU test can prove a step sync-free.
+    `ignore` holds tensors whose reads are known not to happen on a GPU (Adam's CPU step counters, which are device
+    tensors under ``capturable=True``). ``where`` keeps the bncr source line of each count.
+    """
+
+    _SHAPE_FROM_VALUES = {"nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive"}
+
+    def __init__(self, ignore: tuple[torch.Tensor, ...] = ()):
+        self.ignore = {id(t) for t in ignore}
+        self.count = 0
+        self.where: list[str] = []
+        self._mode = None
+        self._saved: dict[str, object] = {}
+
+    def _hit(self, what: str) -> None:
+        import traceback
+        self.count += 1
+        here = [f"{f.filename.split('/bncr/')[-1]}:{f.lineno}" for f in traceback.extract_stack()
+                if "/bncr/" in f.filename and not f.filename.endswith("steplog.py")]
+        self.where.append(f"{what} at {here[-1] if here else '?'}")
+
+    def reads(self, func, args, kwargs) -> bool:
+        """Whether one dispatched operation makes the host wait."""
+        name = func.overloadpacket.__name__
+        if name == "_local_scalar_dense":
+            return id(args[0]) not in self.ignore
+        if name in self._SHAPE_FROM_VALUES:
+            return True
+        if name == "index" and any(t is not None and t.dtype in (torch.bool, torch.uint8) for t in args[1]):
+            return True
+        if name == "repeat_interleave" and torch.is_tensor(args[0]) and len(args) > 1 and torch.is_tensor(args[1]) \
+                and kwargs.get("output_size") is None:
+            return True
+        if name == "_to_copy" and "device" in kwargs and kwargs["device"] is not None:
+            return torch.device(kwargs["device"]).type != args[0].device.type
+        if name == "copy_":
+            return args[0].device.type != args[1].device.type
+        return False
+
+    def __enter__(self) -> "HostReads":
+        from torch.utils._python_dispatch import TorchDispatchMode
+        outer = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if outer.reads(func, args, kwargs):
+                    outer._hit(str(func))
+                return func(*args, **kwargs)
+
+        for name in ("tolist", "numpy"):
+            orig = getattr(torch.Tensor, name)
+            self._saved[name] = orig
+
+            def counted(t, *a, _orig=orig, _name=name, **k):
+                self._hit(f"Tensor.{_name}")
+                return _orig(t, *a, **k)
+            setattr(torch.Tensor, name, counted)
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+        for name, orig in self._saved.items():
+            setattr(torch.Tensor, name, orig)
+        self._saved.clear()
+
+
+def adam_host_steps(*opts: torch.optim.Optimizer) -> tuple[torch.Tensor, ...]:
+    """The step counters of optimisers that live on the host (read by torch's non-capturable Adam each step)."""
+    return tuple(s["step"] for o in opts for s in o.state.values()
+                 if torch.is_tensor(s.get("step")) and s["step"].device.type == "cpu")

@@ -1,0 +1,133 @@
+"""The training step never makes the host wait for the device between ticks, and the degradation pipeline's
+forward traces to one graph (issue 17): measured on a CPU, for what a GPU would do with the same code."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bncr.degradations.settings import get_setting
+from bncr.models.pipeline import DegradationPipeline
+from bncr.models.registry import get_model
+from bncr.train.config import TrainConfig, preset
+from bncr.train.loop import Trainer
+from bncr.train.steplog import HostReads, adam_host_steps
+
+torch.set_num_threads(1)
+TINY = ["width=8", "z_dim=16", "batch=4", "count=32", "tick=3", "image_every=100", "snap_every=100", "threads=1"]
+
+
+def _trainer(tmp_path, preset_name: str = "default", model: str = "bncr-gan", setting: str = "N", *extra: str):
+    cfg = preset(preset_name).override([f"model={model}", f"setting={setting}", "dataset=shapes", *TINY, *extra])
+    return Trainer(cfg, tmp_path / "run", progress=False)
+
+
+def _reads_in_steps(t: Trainer, steps: int = 2) -> HostReads:
+    t.step(); t.it += 1             # the first step creates Adam's state and the device log's vectors
+    with HostReads(ignore=adam_host_steps(t.opt_D, t.opt_G)) as r:
+        for _ in range(steps):
+            t.step(); t.it += 1
+    return r
+
+
+@pytest.mark.parametrize("case", [("default", "bncr-gan", "N"), ("paper", "bncr-gan", "N"),
+                                  ("default", "ambientgan", "N"), ("default", "gan", "A")],
+                         ids=lambda c: "/".join(c))
+def test_steps_between_ticks_make_no_host_read(case, tmp_path):
+    r = _reads_in_steps(_trainer(tmp_path, *case))
+    assert r.count == 0, r.where
+
+
+def test_the_counter_counts_an_inserted_read(tmp_path, monkeypatch):
+    """The assertion above can fail: a .item() in a loss term, a bool() check, a tolist and Adam's host step
+    counters are all counted."""
+    import bncr.train.loss as loss
+    real = loss.g_loss_nonsaturating
+    monkeypatch.setattr(loss, "g_loss_nonsaturating", lambda logits: real(logits) + 0 * real(logits).item())
+    t = _trainer(tmp_path, "default", "gan", "A")
+    r = _reads_in_steps(t)
+    assert r.count == 2 and all("_local_scalar_dense" in w for w in r.where), r.where
+    with HostReads() as r:
+        bool(torch.ones(2).all())
+        torch.ones(3).tolist()
+        t.step()                         # Adam's CPU step counters, not ignored here
+    assert r.count >= 2 + len(adam_host_steps(t.opt_D, t.opt_G)), r.where
+    h = HostReads()
+    assert h.reads(torch.ops.aten._to_copy.default, (torch.ones(1),), {"device": torch.device("cuda")})
+    assert h.reads(torch.ops.aten.nonzero.default, (torch.ones(1),), {})
+
+
+def test_a_tick_reads_the_device_once(tmp_path):
+    t = _trainer(tmp_path)
+    for _ in range(2):
+        t.step(); t.it += 1
+    with HostReads() as r:
+        means, diverged = t.log.read()
+    assert r.count == 1 and diverged is None
+    assert set(means) >= {"D_adv", "G_adv", "q_mean", "kernel_entropy_std"}
+    assert means["D_adv"] > 0
+
+
+def test_the_device_log_names_the_first_non_finite_term(tmp_path):
+    from bncr.train.steplog import StepLog
+    log = StepLog(torch.device("cpu"))
+    it = torch.tensor(0)
+    for i, (a, b) in enumerate([(1.0, 2.0), (1.0, float("inf")), (float("nan"), float("nan"))]):
+        it.fill_(i)
+        log.record({"a": torch.tensor(a), "b": torch.tensor(b)}, {"a": torch.tensor(a), "b": torch.tensor(b)}, it)
+        log.count(["a", "b"])
+    means, d = log.read()
+    assert (d.term, d.iteration) == ("b", 1) and d.value == float("inf")
+    log.reset()
+    log.record({"a": torch.tensor(4.0)}, {}, it)
+    log.count(["a"])
+    assert log.read()[0] == {"a": 4.0}
+
+
+def _explain(fn, *args):
+    torch._dynamo.reset()
+    return torch._dynamo.explain(fn)(*args)
+
+
+def test_pipeline_forward_is_one_graph():
+    """BNCR-GAN's whole pipeline (G_k, G_n, G_q, blur, noise, differentiable JPEG) in train mode, and G_x."""
+    from bncr.nets.resnet import ResNetGenerator
+    cfg = TrainConfig(model="bncr-gan", setting="N", width=8, z_dim=16)
+    pipe = DegradationPipeline.from_config(cfg, get_model("bncr-gan"), get_setting("N"), 32).train()
+    lat = pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu")
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    e = _explain(pipe, x, lat)
+    assert (e.graph_count, e.graph_break_count) == (1, 0), [b.reason for b in e.break_reasons]
+    e = _explain(ResNetGenerator(32, 8, 16), torch.randn(4, 16))
+    assert e.graph_break_count == 0, [b.reason for b in e.break_reasons]
+
+
+def test_explain_sees_an_inserted_break(monkeypatch):
+    """The assertion above can fail: a value check that reads the device splits the graph."""
+    import bncr.models.pipeline as pipeline
+    real = pipeline.kernel_entropy
+
+    def reading(k):
+        if bool((k < 0).any()):
+            raise ValueError("negative")
+        return real(k)
+    monkeypatch.setattr(pipeline, "kernel_entropy", reading)
+    cfg = TrainConfig(model="bncr-gan", setting="N", width=8, z_dim=16)
+    pipe = DegradationPipeline.from_config(cfg, get_model("bncr-gan"), get_setting("N"), 32).train()
+    e = _explain(pipe, torch.rand(4, 3, 32, 32), pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
+    assert e.graph_break_count >= 1
+
+
+@pytest.mark.parametrize("value,ok", [("auto", True), ("true", True), ("false", True), ("yes", False)])
+def test_cuda_graph_and_compile_options_on_a_cpu(value, ok, tmp_path):
+    """On a CPU both options are accepted and change nothing; a wish that cannot be met is said once in the log."""
+    from bncr.errors import UserError
+    if not ok:
+        with pytest.raises(UserError, match="cuda_graph"):
+            TrainConfig().override([f"cuda_graph={value}"]).validate()
+        return
+    t = _trainer(tmp_path, "default", "gan", "A", f"cuda_graph={value}", "compile=true", "iters=3")
+    assert t._graph is None and not t._graph_wanted
+    t.run()
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert ("cuda_graph=true: not used, the training device is cpu" in log) == (value == "true")
+    assert "compile=true: not used, the training device is cpu" in log
