@@ -131,3 +131,23 @@ def test_cuda_graph_and_compile_options_on_a_cpu(value, ok, tmp_path):
     log = (tmp_path / "run" / "log.txt").read_text()
     assert ("cuda_graph=true: not used, the training device is cpu" in log) == (value == "true")
     assert "compile=true: not used, the training device is cpu" in log
+
+
+def test_gpu_speed_benchmark_runs_in_its_reduced_cpu_form(tmp_path):
+    """benchmarks/gpu_speed.py stays alive without a GPU: tiny nets, the CPU variants, a table row by row."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu-speed.md"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root / "src"))
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_speed.py"), "--cpu-smoke", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[2:4] for row in rows] == [[m, v] for m in ("gan", "bncr-gan")
+                                                      for v in ("eager+read", "sync-free")]
+    by = {tuple(row.split(" | ")[2:4]): row for row in rows}
+    assert "no host read" in by["bncr-gan", "sync-free"] and "1 host reads" in by["bncr-gan", "eager+read"]
+    assert "REDUCED CPU FORM" in out.read_text()

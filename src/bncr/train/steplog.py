@@ -95,7 +95,7 @@ class HostReads:
     operations whose output shape depends on values (``nonzero``, boolean indexing, ``masked_select``, ``unique``).
     On a CPU nothing actually waits, but the same code on a GPU would: so a CPU test can prove a step sync-free.
     `ignore` holds tensors whose reads are known not to happen on a GPU (Adam's CPU step counters, which are device
-    tensors under ``capturable=True``). ``where`` keeps the bncr source line of each count.
+    tensors under ``capturable=True``). ``where`` keeps the source line (outside torch) of each count.
     """
 
     _SHAPE_FROM_VALUES = {"nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive"}
@@ -110,8 +110,8 @@ class HostReads:
     def _hit(self, what: str) -> None:
         import traceback
         self.count += 1
-        here = [f"{f.filename.split('/bncr/')[-1]}:{f.lineno}" for f in traceback.extract_stack()
-                if "/bncr/" in f.filename and not f.filename.endswith("steplog.py")]
+        here = [f"{f.filename.split('/src/')[-1]}:{f.lineno}" for f in traceback.extract_stack()
+                if f.name not in ("_hit", "counted", "__torch_dispatch__") and "/torch/" not in f.filename]
         self.where.append(f"{what} at {here[-1] if here else '?'}")
 
     def reads(self, func, args, kwargs) -> bool:
