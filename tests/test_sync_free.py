@@ -151,3 +151,20 @@ def test_gpu_speed_benchmark_runs_in_its_reduced_cpu_form(tmp_path):
     by = {tuple(row.split(" | ")[2:4]): row for row in rows}
     assert "no host read" in by["bncr-gan", "sync-free"] and "1 host reads" in by["bncr-gan", "eager+read"]
     assert "REDUCED CPU FORM" in out.read_text()
+
+
+def test_checkpoint_keeps_the_device_generator_and_its_device(tmp_path):
+    """The training state stores the run's generator (and the device it draws on); a state from another device type
+    resumes with a reseeded generator and says so, since one device's generator state cannot seed another's."""
+    t = _trainer(tmp_path, "default", "gan", "A", "iters=2", "snap_every=2")
+    t.run()
+    path = tmp_path / "run" / "training-state.pt"
+    st = torch.load(path, weights_only=True)
+    assert st["rng_device"] == "cpu" and torch.equal(st["rng"][0], t.gen.get_state())
+    st["rng_device"] = "cuda"
+    torch.save(st, path)
+    cfg = t.cfg.override(["iters=3"])
+    r = Trainer(cfg, tmp_path / "run", resume="auto", progress=False)
+    assert not torch.equal(r.gen.get_state(), t.gen.get_state())
+    r.run()
+    assert "drew its random numbers on cuda, this run on cpu" in (tmp_path / "run" / "log.txt").read_text()
