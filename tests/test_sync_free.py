@@ -168,3 +168,28 @@ def test_checkpoint_keeps_the_device_generator_and_its_device(tmp_path):
     assert not torch.equal(r.gen.get_state(), t.gen.get_state())
     r.run()
     assert "drew its random numbers on cuda, this run on cpu" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_a_replay_is_checked_against_the_eager_step(tmp_path):
+    """The check a captured CUDA graph must pass before it is used, run here with eager stand-ins for the replay:
+    an equal step is accepted and kept; one that draws differently is refused and the eager step's result kept."""
+    ts = [_trainer(tmp_path / str(i), "default", "bncr-gan", "N") for i in range(4)]
+    for t in ts:
+        t.step(); t.it += 1
+    ref = ts[0]
+    want = ref.step(); ref.it += 1
+    stats, why, diff = ts[1]._checked_replay(ts[1]._step)
+    assert why is None and diff == 0.0 and all(torch.equal(stats[k], want[k]) for k in want)
+
+    def wrong():
+        torch.rand(1, generator=ts[2].gen)     # one draw more than the eager step
+        return ts[2]._step()
+    stats, why, _ = ts[2]._checked_replay(wrong)
+    assert why is not None and "random draws" in why
+    stats, why, _ = ts[3]._checked_replay(lambda: {k: v * (2 if k == "G_adv" else 1)
+                                                    for k, v in ts[3]._step().items()})
+    assert why is not None and "G_adv" in why
+    for t in ts[1:]:
+        for a, b in zip(t._state_tensors(), ref._state_tensors()):
+            assert torch.equal(a, b)
+        assert torch.equal(t.gen.get_state(), ref.gen.get_state())

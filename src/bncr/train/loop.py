@@ -465,34 +465,91 @@ class Trainer:
         return stats
 
     def _capture(self) -> dict[str, torch.Tensor]:
-        """Capture one step as a CUDA graph and replay it for this iteration; eager for good if capture fails.
+        """Capture one step as a CUDA graph, check its replay against the eager step, use it from now on; eager for
+        good (one log line) if capture fails or the replay differs.
 
         Capture records kernels without running them: the generator (registered with the graph) advances by the
-        step's draws on each replay, the iteration counter and statistics are updated in place, so a replay is
-        the eager step. Gradients are allocated inside the graph (set to None first), as torch's whole-network
-        capture recipe does."""
-        torch.cuda.synchronize(self.device)
+        step's draws on each replay, the iteration counter and statistics are updated in place, so a replay is the
+        eager step. Gradients are allocated inside the graph (set to None first), as torch's whole-network capture
+        recipe does."""
         graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(self.gen)
-        for opt in (self.opt_D, self.opt_G):
-            opt.zero_grad(set_to_none=True)
-        self.log.frozen = True
-        try:
-            with torch.cuda.graph(graph):
-                stats = self._step()
-        except Exception as e:  # noqa: BLE001 - any failure to capture: say why once, train on eagerly
-            self._graph_wanted = False
-            self.log.frozen = False
+
+        def capture_and_replay() -> dict[str, torch.Tensor]:
             torch.cuda.synchronize(self.device)
-            self.notes.append(f"cuda_graph: capture failed at iteration {self.it} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:160]}); the step runs eagerly")
-            self._say_notes()
-            return self._step()
-        self._graph, self._graph_stats = graph, stats
-        self.notes.append(f"cuda_graph: the step is captured at iteration {self.it} and replayed from now on")
+            graph.register_generator_state(self.gen)
+            for opt in (self.opt_D, self.opt_G):
+                opt.zero_grad(set_to_none=True)
+            self.log.frozen = True
+            try:
+                with torch.cuda.graph(graph):
+                    stats = self._step()
+            finally:
+                self.log.frozen = False
+            graph.replay()
+            return stats
+
+        stats, why_not, diff = self._checked_replay(capture_and_replay)
+        if why_not is None:
+            self._graph, self._graph_stats = graph, stats
+            self.notes.append(f"cuda_graph: the step is captured at iteration {self.it} and replayed from now on "
+                              f"(first replay = eager step; largest state difference {diff:.2g})")
+        else:
+            self._graph_wanted = False
+            self.notes.append(f"cuda_graph: not used from iteration {self.it}, {why_not}; the step runs eagerly")
         self._say_notes()
-        graph.replay()
         return stats
+
+    def _state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step changes in place: the nets' parameters and buffers, the optimisers' states, the device
+        log and iteration counter."""
+        n = self.nets
+        ts = [t for m in (n.G_x, n.D_y, n.pipe, n.G_x_ema, n.pipe_ema) for t in (*m.parameters(), *m.buffers())]
+        ts += [v for opt in (self.opt_D, self.opt_G) for st in opt.state.values() for v in st.values()
+               if torch.is_tensor(v)]
+        return ts + [self.log.sums, self.log.first_it, self.log.first_val, self.it_dev]
+
+    def _checked_replay(self, replay) -> tuple[dict[str, torch.Tensor], Optional[str], float]:
+        """Run the step eagerly as a reference, rewind the state and generator, run `replay` (capture + replay) from
+        the same state and compare: (its statistics, None, largest state difference) when it matches the eager
+        step, else (the eager step's statistics, why not, nan) with the eager step's result kept.
+
+        Matching: the generator advanced alike (same draws consumed) and every statistic within 1e-3 relative
+        (cuDNN's non-deterministic kernels differ in the last bits; a wrong draw or a missing kernel does not)."""
+        state = self._state_tensors()
+        with torch.no_grad():
+            before, g0 = [t.clone() for t in state], self.gen.get_state()
+        ref = self._step()
+        with torch.no_grad():
+            after, g1 = [t.clone() for t in state], self.gen.get_state()
+            for t, b in zip(state, before):
+                t.copy_(b)
+            self.gen.set_state(g0)
+        why_not, diff = None, float("nan")
+        try:
+            got = replay()
+        except Exception as e:  # noqa: BLE001 - any failure to capture: say why once, train on eagerly
+            why_not = f"capture failed ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        if why_not is None and not torch.equal(self.gen.get_state(), g1):
+            why_not = "the replay consumed other random draws than the eager step"
+        if why_not is None:
+            keys = list(ref)
+            a, b = (torch.stack([s[k].detach().float() for k in keys]) for s in (ref, got))
+            close = torch.isclose(b, a, rtol=1e-3, atol=1e-5, equal_nan=True)
+            d = torch.stack([(t.detach() - u).abs().max().double() for t, u in zip(state, after)
+                             if t.is_floating_point() and t.numel()] or [torch.zeros((), dtype=torch.float64)])
+            flags, diff = close.tolist(), float(d.max())       # once per run: host reads are fine here
+            off = [k for k, ok in zip(keys, flags) if not ok]
+            if off:
+                why_not = f"its first replay differs from the eager step in {', '.join(off[:3])}"
+        if why_not is None:
+            return got, None, diff
+        with torch.no_grad():
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            for t, u in zip(state, after):
+                t.copy_(u)
+            self.gen.set_state(g1)
+        return ref, why_not, diff
 
     def _say_notes(self) -> None:
         """Log lines that arose outside `run` (before it started writing, or inside a step)."""
