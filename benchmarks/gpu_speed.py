@@ -173,9 +173,9 @@ def main() -> None:
         for pair in args.configs.split(","):
             width, batch = map(int, pair.split(":"))
             gan_sec: dict[str, float] = {}    # the first model's seconds per step, by variant
-            for model in models:
-                reference = None     # parameters of the first variant after the warm-up steps
-                for v in variants:
+            reference: dict[str, list] = {}   # per model: parameters of the first variant after the warm-up steps
+            for v in variants:                # variants outside: a cut budget still leaves both models per variant
+                for model in models:
                     if time.time() - t_start > args.budget_s:
                         table.add([width, batch, model, v, "skipped (time budget)", *[""] * 6])
                         continue
@@ -183,10 +183,10 @@ def main() -> None:
                                      torch.get_num_threads(), tuple(extra + VARIANTS[v]), "default")
                     read_each = v == "eager+read"
                     run_steps(t, GRAPH_WARMUP + 2, read_each)   # warm-up; a captured variant captures here
-                    if reference is None:
-                        reference, diff = params(t), f"(reference: {v})"
+                    if model not in reference:
+                        reference[model], diff = params(t), f"(reference: {v})"
                     else:
-                        diff = f"{max_diff(reference, params(t)):.2g}"
+                        diff = f"{max_diff(reference[model], params(t)):.2g}"
                     sec = timed(t, args.steps, read_each)
                     if model == models[0]:
                         gan_sec[v] = sec

@@ -146,8 +146,8 @@ def test_gpu_speed_benchmark_runs_in_its_reduced_cpu_form(tmp_path):
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[2:4] for row in rows] == [[m, v] for m in ("gan", "bncr-gan")
-                                                      for v in ("eager+read", "sync-free")]
+    assert [row.split(" | ")[2:4] for row in rows] == [[m, v] for v in ("eager+read", "sync-free")
+                                                      for m in ("gan", "bncr-gan")]
     by = {tuple(row.split(" | ")[2:4]): row for row in rows}
     assert "no host read" in by["bncr-gan", "sync-free"] and "1 host reads" in by["bncr-gan", "eager+read"]
     assert "REDUCED CPU FORM" in out.read_text()
