@@ -58,8 +58,8 @@ class Table:
     def add(self, row: list) -> None:
         self.rows.append([str(c) for c in row])
         cols = [HEADER, ["---"] * len(HEADER), *self.rows]
-        atomic_write_text(self.path, "\n".join(self.head) + "\n\n" + "\n".join("| " + " | ".join(r) + " |" for r in cols)
-                          + "\n")
+        lines = ["| " + " | ".join(r) + " |" for r in cols]
+        atomic_write_text(self.path, "\n".join(self.head) + "\n\n" + "\n".join(lines) + "\n")
         print("| " + " | ".join(self.rows[-1]) + " |", flush=True)
 
 

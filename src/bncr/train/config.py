@@ -78,8 +78,8 @@ class TrainConfig:
     image_every: int = 1000          # iterations between image grids
     snap_every: int = 5000           # iterations between snapshots + training state
     threads: Optional[int] = None    # torch CPU threads (None: torch's default)
-    cuda_graph: str = "auto"         # capture the whole step as one CUDA graph: "auto" (on a CUDA device when supported) | "true" | "false"
-    compile: bool = False            # torch.compile G_x and the degradation pipeline (CUDA only; convolutions then in full FP32)
+    cuda_graph: str = "auto"         # whole step as one CUDA graph: "auto" (CUDA, when supported) | "true" | "false"
+    compile: bool = False            # torch.compile G_x and the pipeline (CUDA only; convolutions then in full FP32)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

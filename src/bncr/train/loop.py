@@ -253,7 +253,8 @@ class Trainer:
             self.opt_G = adam(self.nets.g_params(), dev, lr=cfg.lr, betas=betas)
         else:   # G_k / G_n / G_q at their own rate (Adam moves their few outputs fast; docs/research/oracle-diagnostic.md)
             self.opt_G = adam([{"params": list(self.nets.G_x.parameters())},
-                               {"params": list(self.nets.pipe.parameters()), "lr": cfg.deg_lr}], dev, lr=cfg.lr, betas=betas)
+                               {"params": list(self.nets.pipe.parameters()), "lr": cfg.deg_lr}],
+                              dev, lr=cfg.lr, betas=betas)
         self.opt_D = adam(self.nets.D_y.parameters(), dev, lr=cfg.lr if cfg.d_lr is None else cfg.d_lr, betas=betas)
         # every draw of a step (real-image indices, dequantisation, latents, eps, bank indices, fd signs) comes
         # from this one generator on the training device
