@@ -37,7 +37,8 @@ def run_case(preset_name: str, model: str, setting: str, out: Path) -> dict:
         ps = list(getattr(tr.nets, name).parameters())
         params[name] = [float(sum(p.detach().double().sum() for p in ps)), float(sum(p.detach().double().abs().sum() for p in ps))] \
             if ps else [0.0, 0.0]
-    return {"losses": [{k: v for k, v in s.items() if not k.endswith("_std")} for s in losses], "params": params}
+    return {"losses": [{k: float(v) for k, v in s.items() if not k.endswith("_std")} for s in losses],
+            "params": params}
 
 
 def main() -> None:

@@ -249,3 +249,12 @@ def test_quality_one_is_a_dead_zone_and_two_is_not():
         (grads[qv],) = torch.autograd.grad((diff_jpeg(x, q) * w).sum(), q)
     assert torch.all(grads[1.0] == 0)
     assert Q_MIN == 2.0 and bool((grads[Q_MIN].abs() > 1e-2).all())
+
+
+def test_autocast_does_not_reach_the_codec():
+    """bf16 autocast around a caller (a faster G_x / D) leaves the JPEG stage in exact FP32."""
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    q = torch.tensor([50.0, 90.0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = diff_jpeg(x, q)
+    assert y.dtype == torch.float32 and torch.equal(y, diff_jpeg(x, q))

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from bncr.errors import UserError
+from bncr.errors import UserError, check_values
 
 __all__ = ["blur", "identity_kernel", "kernel_entropy"]
 
@@ -29,7 +29,7 @@ def identity_kernel(size: int, *, device: Optional[torch.device] = None,
 
 def _no_tf32(x: torch.Tensor):
     """cuDNN may run float32 convolutions in TF32 (10-bit mantissa); keep blur exact in float32."""
-    if x.is_cuda:
+    if x.is_cuda and not torch.compiler.is_compiling():   # compiled: the trainer turns cuDNN TF32 off
         b = torch.backends.cudnn
         return b.flags(enabled=b.enabled, benchmark=b.benchmark, deterministic=b.deterministic, allow_tf32=False)
     return contextlib.nullcontext()
@@ -83,13 +83,11 @@ def kernel_entropy(k: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
     if not torch.is_tensor(k) or not k.is_floating_point() or k.dim() != 3:
         shape = tuple(k.shape) if torch.is_tensor(k) else type(k).__name__
         raise UserError(f"kernel_entropy: k must be a float tensor of shape (N, K, K), got {shape}")
-    if bool((k < 0).any()):
-        raise UserError("kernel_entropy: kernels must be non-negative (got a negative tap)")
+    check_values(~(k < 0), "kernel_entropy: kernels must be non-negative (got a negative tap)")
     p = k.flatten(1)
     if normalize:
         total = p.sum(dim=1, keepdim=True)
-        if bool((total <= 0).any()):
-            raise UserError("kernel_entropy: a kernel sums to 0; cannot normalise it")
+        check_values(~(total <= 0), "kernel_entropy: a kernel sums to 0; cannot normalise it")
         p = p / total
     positive = p > 0
     safe = torch.where(positive, p, torch.ones_like(p))

@@ -380,8 +380,12 @@ def diff_jpeg(x: torch.Tensor, quality: torch.Tensor | float, *, rounding: str =
     Returns:
         (N, 3, H, W) in [0, 1]; in "ste" mode a multiple of 1/255, equal to Pillow's decoded
         uint8 / 255. Differentiable with respect to x and quality.
+
+    Exact only in full FP32: autocast is switched off inside (bf16 / fp16 cannot hold the colour and DCT
+    constants' 15+ bits); TF32 matmuls must be off too (torch's default; the trainer sets it on CUDA).
     """
-    return _codec(x, quality, rounding, LIBJPEG_DETAILS, "residual")
+    with torch.autocast(x.device.type if torch.is_tensor(x) else "cpu", enabled=False):
+        return _codec(x, quality, rounding, LIBJPEG_DETAILS, "residual")
 
 
 def _codec(x: torch.Tensor, quality, rounding: str, details: frozenset, q_rule: str) -> torch.Tensor:

@@ -31,7 +31,7 @@ from typing import Optional
 
 import torch
 
-from bncr.errors import UserError
+from bncr.errors import UserError, check_values
 
 __all__ = ["NOISE_PRIORS", "PRIOR_RANGES", "generated_noise"]
 
@@ -58,11 +58,8 @@ def _brooks_params(g: torch.Tensor, x: torch.Tensor) -> tuple:
             f"generated_noise: prior 'brooks' per-pixel maps must be (N, 2, {x.shape[2]}, {x.shape[3]}), "
             f"got {tuple(g.shape)}"
         )
-    if bool((g.detach() < 0).any()):
-        raise UserError(
-            "generated_noise: prior 'brooks' needs non-negative variances (a, b); got a negative value "
-            "(end G_n with exp or softplus, not tanh)"
-        )
+    check_values(~(g.detach() < 0), "generated_noise: prior 'brooks' needs non-negative variances (a, b); got a "
+                 "negative value (end G_n with exp or softplus, not tanh)")
     if g.dim() == 2:
         return g[:, 0].view(n, 1, 1, 1), g[:, 1].view(n, 1, 1, 1)
     return g[:, 0:1], g[:, 1:2]

@@ -20,7 +20,7 @@ from ..degradations.settings import Setting, sample_params
 from ..errors import UserError
 from ..nets.degradation_generators import (KernelGenerator, KernelParameter, NoiseParameter, NoiseParamGenerator,
                                            QualityGenerator, QualityParameter, default_kernel_size)
-from ..nets.resnet import ResNetGenerator
+from ..nets.resnet import ResNetGenerator, drawn
 from ..train.config import TrainConfig, default
 from .pixels import levels_to_model, model_to_unit
 from .registry import ModelSpec
@@ -70,7 +70,7 @@ class KnownBank(nn.Module):
         self.register_buffer("compressed", f[:, 2])
 
     def draw(self, n: int, gen: Optional[torch.Generator]) -> torch.Tensor:
-        return torch.randint(0, self.k.shape[0], (n,), generator=gen).to(self.k.device)
+        return drawn(torch.randint, 0, self.k.shape[0], (n,), generator=gen, device=self.k.device)
 
 
 class DegradationPipeline(nn.Module):
@@ -148,16 +148,17 @@ class DegradationPipeline(nn.Module):
         return {n: m for n, m in (("G_k", self.G_k), ("G_n", self.G_n), ("G_q", self.G_q)) if m is not None}
 
     def sample_latents(self, n: int, gen: Optional[torch.Generator], device) -> dict[str, torch.Tensor]:
-        """z_k, z_n, z_q (empty for parameter stages) plus the bank indices of known stages and eps."""
-        lat = {}
+        """z_k, z_n, z_q (empty for parameter stages) plus the bank indices of known stages, eps and the JPEG's
+        dequantisation noise; drawn on `gen`'s device (no copy when it is `device`, as in training)."""
+        lat, r = {}, self.resolution
         for name, g in self.generators().items():
-            lat["z" + name[1:]] = torch.randn(n, g.z_dim, generator=gen).to(device)
+            lat["z" + name[1:]] = drawn(torch.randn, (n, g.z_dim), generator=gen, device=device)
         if self.bank is not None:
             lat["bank"] = self.bank.draw(n, gen)
         if self.spec.noise != "off":
-            lat["eps"] = torch.randn(n, 3, self.resolution, self.resolution, generator=gen).to(device)
+            lat["eps"] = drawn(torch.randn, (n, 3, r, r), generator=gen, device=device)
         if self.spec.jpeg != "off" and self.dequantize:
-            lat["deq"] = torch.rand(n, 3, self.resolution, self.resolution, generator=gen).to(device)
+            lat["deq"] = drawn(torch.rand, (n, 3, r, r), generator=gen, device=device)
         return lat
 
     # ------------------------------------------------------------------ forward

@@ -34,7 +34,7 @@ Only standard PyTorch ops are used (conv2d, nearest interpolate, avg_pool2d), so
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -109,9 +109,20 @@ def sample_normal(n: int, dim: int, generator: Optional[torch.Generator] = None,
         if t is None:
             t = next(module.buffers(), None)
         device = t.device if t is not None else None
+    return drawn(torch.randn, (int(n), int(dim)), generator=generator, device=device)
+
+
+def drawn(fn: Callable[..., torch.Tensor], *args: Any, generator: Optional[torch.Generator],
+          device: Optional[torch.device | str] = None, **kw: Any) -> torch.Tensor:
+    """``fn(*args, generator=generator, **kw)`` (torch.rand, randn, randint, ...) drawn on the generator's device
+    (CPU without one), then moved to `device` (None: left there).
+
+    The one rule for random draws: a training run's generator lives on its training device, so its draws need no
+    host-to-device copy; a CPU generator gives the same numbers on every device (fixed latents, reports).
+    """
     src = generator.device if generator is not None else torch.device("cpu")
-    z = torch.randn(int(n), int(dim), generator=generator, device=src)
-    return z if device is None else z.to(device)
+    t = fn(*args, generator=generator, device=src, **kw)
+    return t if device is None else t.to(device)
 
 
 class ResBlock(nn.Module):

@@ -78,6 +78,8 @@ class TrainConfig:
     image_every: int = 1000          # iterations between image grids
     snap_every: int = 5000           # iterations between snapshots + training state
     threads: Optional[int] = None    # torch CPU threads (None: torch's default)
+    cuda_graph: str = "auto"         # whole step as one CUDA graph: "auto" (CUDA, when supported) | "true" | "false"
+    compile: bool = False            # torch.compile G_x and the pipeline (CUDA only; convolutions then in full FP32)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,7 +136,7 @@ CHOICES: dict[str, tuple] = {
     "g_upsample": ("nearest", "bilinear"), "noise_gen": ("ab", "map"),
     "noise_prior": ("additive", "multiplicative", "poisson"), "q_grad": ("fd", "ste"), "q_fd_sides": (1, 2),
     "q_param": ("clamp", "sigmoid"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
-    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"),
+    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "cuda_graph": ("auto", "true", "false"),
 }
 
 
@@ -149,7 +151,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
                "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q"),
     "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "beta1", "beta2", "ema",
                      "seed"),
-    "logging and machine": ("tick", "image_every", "snap_every", "threads"),
+    "logging and machine": ("tick", "image_every", "snap_every", "threads", "cuda_graph", "compile"),
 }
 
 

@@ -30,15 +30,18 @@ from ..io import atomic_write_text, ensure_writable_dir
 from ..models.pipeline import DegradationPipeline
 from ..models.pixels import levels_to_model
 from ..models.registry import ModelSpec, get_model
-from ..nets.resnet import ResNetDiscriminator, ResNetGenerator
+from ..nets.resnet import ResNetDiscriminator, ResNetGenerator, drawn
 from . import visual
 from .checkpoint import SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT, load_checked, save_atomic
 from .config import TrainConfig
 from .loss import BNCRLoss
+from .steplog import StepLog
 from .distributed import Dist, all_reduce_grads, barrier, broadcast_params, init_distributed
 
-# Options that may differ when resuming (they do not change what is computed).
-RESUMABLE_CHANGES = {"iters", "tick", "image_every", "snap_every", "threads"}
+# Options that may differ when resuming (they do not change what is computed; compile only its rounding).
+RESUMABLE_CHANGES = {"iters", "tick", "image_every", "snap_every", "threads", "cuda_graph", "compile"}
+# Eager steps before a CUDA graph is captured (lazy state: Adam's moments, cuBLAS handles, compiled kernels).
+GRAPH_WARMUP = 3
 
 
 class TrainingDiverged(UserError):
@@ -147,7 +150,8 @@ def training_data(clean, setting: Setting, data_seed: int, restore: Optional[str
 def to_model_range(u8: torch.Tensor, gen: Optional[torch.Generator], dequantize: bool) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]; NR-GAN's uniform dequantisation of 1/128."""
     x = u8.permute(0, 3, 1, 2).float()
-    return levels_to_model(x, torch.rand(x.shape, generator=gen) if dequantize else None, dequantize)
+    u = drawn(torch.rand, x.shape, generator=gen, device=x.device) if dequantize else None
+    return levels_to_model(x, u, dequantize)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -187,14 +191,23 @@ def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
         torch._foreach_lerp_(e, p, 1.0 - decay)
 
 
-def _check_finite(terms: dict[str, torch.Tensor], it: int) -> None:
-    # one fused check (one GPU sync per call); the slow path finds the term to name
-    if bool(torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()):
-        return
-    for name, v in terms.items():
-        if not torch.isfinite(v).all():
-            raise TrainingDiverged(f"loss term {name} became {v.item()} at iteration {it}; "
-                                   f"the last good checkpoint is kept in the run directory")
+def adam(params, device: torch.device, **kw: Any) -> torch.optim.Adam:
+    """Adam; on a CUDA device fused (one kernel for all parameters) and capturable (its step count and bias
+    corrections stay on the device, so a step never reads the host and can be captured in a CUDA graph). On a CPU
+    torch's default, which keeps CPU training numerically as it was."""
+    fast = {"fused": True, "capturable": True} if device.type == "cuda" else {}
+    return torch.optim.Adam(params, **kw, **fast)
+
+
+def graph_support(device: torch.device, d: Dist) -> Optional[str]:
+    """None when the whole step can be captured as one CUDA graph here, else why not (one phrase)."""
+    if device.type != "cuda":
+        return f"the training device is {device.type}, not CUDA"
+    if d.enabled:
+        return "multi-rank training (the gradient all-reduce is not captured)"
+    if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
+        return f"torch {torch.__version__} cannot capture draws of the run's own generator (needs torch >= 2.5)"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -229,24 +242,31 @@ class Trainer:
             y, x, self.restored = training_data(clean, self.setting, cfg.data_seed, self.spec.restore, False)
         if state_path is not None and self.d.main:
             self._check_same_restoration()
-        self.y_real = torch.from_numpy(y)
-        self.x_clean = torch.from_numpy(x) if cfg.oracle_clean else None
+        # the training images live on the training device: a batch is a gather there, not a copy from the host
+        self.y_real = torch.from_numpy(y).to(self.device)
+        self.x_clean = torch.from_numpy(x).to(self.device) if cfg.oracle_clean else None
         for m in (self.nets.G_x, self.nets.D_y, self.nets.pipe, self.nets.G_x_ema, self.nets.pipe_ema):
             m.to(self.device)
             broadcast_params(m, self.d)
-        betas = (cfg.beta1, cfg.beta2)
+        betas, dev = (cfg.beta1, cfg.beta2), self.device
         if cfg.deg_lr is None:
-            self.opt_G = torch.optim.Adam(self.nets.g_params(), lr=cfg.lr, betas=betas)
+            self.opt_G = adam(self.nets.g_params(), dev, lr=cfg.lr, betas=betas)
         else:   # G_k / G_n / G_q at their own rate (Adam moves their few outputs fast; docs/research/oracle-diagnostic.md)
-            self.opt_G = torch.optim.Adam([{"params": list(self.nets.G_x.parameters())},
-                                           {"params": list(self.nets.pipe.parameters()), "lr": cfg.deg_lr}],
-                                          lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.nets.D_y.parameters(), lr=cfg.lr if cfg.d_lr is None else cfg.d_lr, betas=betas)
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.d.rank)
+            self.opt_G = adam([{"params": list(self.nets.G_x.parameters())},
+                               {"params": list(self.nets.pipe.parameters()), "lr": cfg.deg_lr}],
+                              dev, lr=cfg.lr, betas=betas)
+        self.opt_D = adam(self.nets.D_y.parameters(), dev, lr=cfg.lr if cfg.d_lr is None else cfg.d_lr, betas=betas)
+        # every draw of a step (real-image indices, dequantisation, latents, eps, bank indices, fd signs) comes
+        # from this one generator on the training device
+        self.gen = torch.Generator(device=dev).manual_seed(cfg.seed * 1_000_003 + self.d.rank)
         self.loss = BNCRLoss(cfg, self.nets.D_y, self.nets.pipe, self.gen)
         self.it = 0
+        self.notes: list[str] = []          # lines for the run's log, written when it starts
         if state_path is not None:
             self._load_state(state_path)
+        self.log = StepLog(dev)
+        self.it_dev = torch.full((), self.it, dtype=torch.int64, device=dev)   # the iteration, for the device's records
+        self._setup_speed()
         self.fixed = self._fixed_latents()
         if self.d.main:
             atomic_write_text(self.out / "config.json", json.dumps(
@@ -300,18 +320,27 @@ class Trainer:
             m.load_state_dict(s[name])
         self.opt_G.load_state_dict(s["opt_G"])
         self.opt_D.load_state_dict(s["opt_D"])
-        self.gen.set_state(s["rng"][self.d.rank])
-        torch.set_rng_state(s["torch_rng"])
         self.it = int(s["iteration"])
+        rng = s["rng"][self.d.rank]
+        was = s.get("rng_device", "cpu")
+        if was == self.device.type:
+            self.gen.set_state(rng)
+        else:   # a CPU generator's state cannot seed a CUDA one (and the kernels differ anyway)
+            self.gen.manual_seed(self.cfg.seed * 1_000_003 + self.d.rank + 7919 * self.it)
+            self.notes.append(f"note: {path} drew its random numbers on {was}, this run on {self.device.type}: the "
+                              f"generator is reseeded from the seed and iteration (not identical to a run that "
+                              f"stayed on {was})")
+        torch.set_rng_state(s["torch_rng"])
 
     def _gather_rng(self) -> list[torch.Tensor]:
         st = self.gen.get_state()
         if not self.d.enabled:
             return [st]
         import torch.distributed as dist
+        st = st.to(self.device)             # NCCL gathers device tensors only
         out = [torch.empty_like(st) for _ in range(self.d.world)]
         dist.all_gather(out, st)
-        return out
+        return [o.cpu() for o in out]
 
     def save(self) -> None:
         rngs = self._gather_rng()
@@ -322,7 +351,7 @@ class Trainer:
                  "G_x": n.G_x.state_dict(), "D_y": n.D_y.state_dict(), "pipe": n.pipe.state_dict(),
                  "G_x_ema": n.G_x_ema.state_dict(), "pipe_ema": n.pipe_ema.state_dict(),
                  "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-                 "rng": rngs, "torch_rng": torch.get_rng_state()}
+                 "rng": rngs, "rng_device": self.device.type, "torch_rng": torch.get_rng_state()}
         save_atomic(state, self.out / STATE_FILE)
         snap = {"format": SNAPSHOT_FORMAT, "iteration": self.it, "config": self.cfg.to_dict(),
                 "resolution": self.resolution, "G_x": n.G_x_ema.state_dict(), "pipe": n.pipe_ema.state_dict()}
@@ -330,61 +359,205 @@ class Trainer:
 
     # -------------------------------------------------------------- steps
     def _real_batch(self, n: int) -> torch.Tensor:
-        idx = torch.randint(0, len(self.y_real), (n,), generator=self.gen)
-        return to_model_range(self.y_real[idx], self.gen, self.cfg.dequantize).to(self.device)
+        idx = drawn(torch.randint, 0, len(self.y_real), (n,), generator=self.gen, device=self.device)
+        return to_model_range(self.y_real[idx], self.gen, self.cfg.dequantize)
 
     def _clean_fakes(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """x^g = G_x(z_x), or real clean images in the oracle diagnostic."""
         if self.x_clean is not None:
-            idx = torch.randint(0, len(self.x_clean), (n,), generator=self.gen)
-            return to_model_range(self.x_clean[idx], self.gen, self.cfg.dequantize).to(self.device), None
-        z = torch.randn(n, self.cfg.z_dim, generator=self.gen).to(self.device)
+            idx = drawn(torch.randint, 0, len(self.x_clean), (n,), generator=self.gen, device=self.device)
+            return to_model_range(self.x_clean[idx], self.gen, self.cfg.dequantize), None
+        z = drawn(torch.randn, (n, self.cfg.z_dim), generator=self.gen, device=self.device)
         return self.nets.G_x(z), z
 
-    def step(self) -> dict[str, float]:
-        """One iteration: a D phase, then a G phase on G_x and the degradation generators, then EMA."""
+    def step(self) -> dict[str, torch.Tensor]:
+        """One iteration (D phase, G phase, EMA), eagerly or as a replay of its captured CUDA graph.
+
+        Returns the step's statistics as 0-d device tensors (reading one waits for the device; the run reads
+        their sums once per tick, from `self.log`).
+        """
+        if self._graph is not None:
+            self._graph.replay()
+            stats = self._graph_stats
+        elif self._graph_wanted and self.it >= self.cfg.deg_warmup:
+            # warm-up steps on a side stream, as capture needs; then capture and replay
+            stats = self._side_stream_step() if self._warm < GRAPH_WARMUP else self._capture()
+            self._warm += 1
+        else:
+            stats = self._step()
+        self.log.count(stats)
+        return stats
+
+    def _step(self) -> dict[str, torch.Tensor]:
+        """The iteration's device work: no read of a device value, so nothing waits and it can be captured."""
         cfg, n, d = self.cfg, self.nets, self.d
         B = cfg.batch // d.world
-        stats: dict[str, float] = {}
         # ---- D phase
         n.D_y.requires_grad_(True)
         real = self._real_batch(B).requires_grad_(True)
         with torch.no_grad():
             x_g, _ = self._clean_fakes(B)
             y_g = n.pipe(x_g, n.pipe.sample_latents(B, self.gen, self.device)).y
-        terms, real_logits, fake_logits = self.loss.d_terms(real, y_g)
-        _check_finite(terms, self.it)
+        d_terms, real_logits, fake_logits = self.loss.d_terms(real, y_g)
         self.opt_D.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
+        sum(d_terms.values()).backward()
         all_reduce_grads(n.D_y.parameters(), d)
         self.opt_D.step()
-        stats.update({k: v.item() for k, v in terms.items()})
-        stats["D_real"], stats["D_fake"] = real_logits.mean().item(), fake_logits.mean().item()
+        stats = {k: v.detach() for k, v in d_terms.items()}
+        stats["D_real"], stats["D_fake"] = real_logits.detach().mean(), fake_logits.detach().mean()
         # ---- G phase
         n.D_y.requires_grad_(False)
         Bg = B * cfg.g_batch_mult
         x_g, _ = self._clean_fakes(Bg)
         lat = n.pipe.sample_latents(Bg, self.gen, self.device)
         out = n.pipe(x_g, lat)
-        terms = self.loss.g_terms(out, lat)
-        _check_finite(terms, self.it)
+        g_terms = self.loss.g_terms(out, lat)
         self.opt_G.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
+        sum(g_terms.values()).backward()
         all_reduce_grads(n.g_params(), d)
         if self.it < cfg.deg_warmup:
             # G_k / G_n / G_q held at their initialisation (docs/research/cpu-scale.md); Adam skips
-            # parameters whose grad is None.
+            # parameters whose grad is None. (A CUDA graph is captured only after this phase.)
             for p in n.pipe.parameters():
                 p.grad = None
         self.opt_G.step()
         ema_update(n.G_x_ema, n.G_x, cfg.ema)
         ema_update(n.pipe_ema, n.pipe, cfg.ema)
-        stats.update({k: v.item() for k, v in terms.items()})
+        stats.update({k: v.detach() for k, v in g_terms.items()})
         for k, v in out.stats.items():
-            stats[f"{k}_mean"] = v.float().mean().item()
+            stats[f"{k}_mean"] = v.float().mean()
             if k in ("q", "kernel_entropy"):
-                stats[f"{k}_std"] = v.float().std().item() if v.numel() > 1 else 0.0
+                stats[f"{k}_std"] = v.float().std() if v.numel() > 1 else torch.zeros((), device=self.device)
+        self.log.record(stats, {**d_terms, **g_terms}, self.it_dev)
+        self.it_dev.add_(1)
         return stats
+
+    # -------------------------------------------------------------- speed: CUDA graph, torch.compile
+    def _setup_speed(self) -> None:
+        """Decide the cuda_graph and compile options for this device (one log line where a wish is not met)."""
+        cfg = self.cfg
+        self._graph: Optional[torch.cuda.CUDAGraph] = None
+        self._say = None
+        self._graph_stats: dict[str, torch.Tensor] = {}
+        self._warm = 0
+        why_not = graph_support(self.device, self.d)
+        self._graph_wanted = cfg.cuda_graph != "false" and why_not is None
+        if cfg.cuda_graph == "true" and why_not is not None:
+            self.notes.append(f"cuda_graph=true: not used, {why_not}; the step runs eagerly")
+        if self.device.type == "cuda":
+            # the differentiable JPEG is exact only in full FP32: no TF32 matmuls (the trainer uses no autocast)
+            torch.backends.cuda.matmul.allow_tf32 = False
+        if cfg.compile:
+            if self.device.type != "cuda":
+                self.notes.append(f"compile=true: not used, the training device is {self.device.type} (torch.compile "
+                                  f"pays off on CUDA only)")
+                return
+            # inside the compiled graph blur cannot switch cuDNN's TF32 off per call (blur.py): off for every conv
+            torch.backends.cudnn.allow_tf32 = False
+            for m in (self.nets.G_x, self.nets.pipe):
+                m.compile(fullgraph=True, dynamic=False)
+
+    def _side_stream_step(self) -> dict[str, torch.Tensor]:
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            stats = self._step()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        return stats
+
+    def _capture(self) -> dict[str, torch.Tensor]:
+        """Capture one step as a CUDA graph, check its replay against the eager step, use it from now on; eager for
+        good (one log line) if capture fails or the replay differs.
+
+        Capture records kernels without running them: the generator (registered with the graph) advances by the
+        step's draws on each replay, the iteration counter and statistics are updated in place, so a replay is the
+        eager step. Gradients are allocated inside the graph (set to None first), as torch's whole-network capture
+        recipe does."""
+        graph = torch.cuda.CUDAGraph()
+
+        def capture_and_replay() -> dict[str, torch.Tensor]:
+            torch.cuda.synchronize(self.device)
+            graph.register_generator_state(self.gen)
+            for opt in (self.opt_D, self.opt_G):
+                opt.zero_grad(set_to_none=True)
+            self.log.frozen = True
+            try:
+                with torch.cuda.graph(graph):
+                    stats = self._step()
+            finally:
+                self.log.frozen = False
+            graph.replay()
+            return stats
+
+        stats, why_not, diff = self._checked_replay(capture_and_replay)
+        if why_not is None:
+            self._graph, self._graph_stats = graph, stats
+            self.notes.append(f"cuda_graph: the step is captured at iteration {self.it} and replayed from now on "
+                              f"(first replay = eager step; largest state difference {diff:.2g})")
+        else:
+            self._graph_wanted = False
+            self.notes.append(f"cuda_graph: not used from iteration {self.it}, {why_not}; the step runs eagerly")
+        self._say_notes()
+        return stats
+
+    def _state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step changes in place: the nets' parameters and buffers, the optimisers' states, the device
+        log and iteration counter."""
+        n = self.nets
+        ts = [t for m in (n.G_x, n.D_y, n.pipe, n.G_x_ema, n.pipe_ema) for t in (*m.parameters(), *m.buffers())]
+        ts += [v for opt in (self.opt_D, self.opt_G) for st in opt.state.values() for v in st.values()
+               if torch.is_tensor(v)]
+        return ts + [self.log.sums, self.log.first_it, self.log.first_val, self.it_dev]
+
+    def _checked_replay(self, replay) -> tuple[dict[str, torch.Tensor], Optional[str], float]:
+        """Run the step eagerly as a reference, rewind the state and generator, run `replay` (capture + replay) from
+        the same state and compare: (its statistics, None, largest state difference) when it matches the eager
+        step, else (the eager step's statistics, why not, nan) with the eager step's result kept.
+
+        Matching: the generator advanced alike (same draws consumed) and every statistic within 1e-3 relative
+        (cuDNN's non-deterministic kernels differ in the last bits; a wrong draw or a missing kernel does not)."""
+        state = self._state_tensors()
+        with torch.no_grad():
+            before, g0 = [t.clone() for t in state], self.gen.get_state()
+        ref = self._step()
+        with torch.no_grad():
+            after, g1 = [t.clone() for t in state], self.gen.get_state()
+            for t, b in zip(state, before):
+                t.copy_(b)
+            self.gen.set_state(g0)
+        why_not, diff = None, float("nan")
+        try:
+            got = replay()
+        except Exception as e:  # noqa: BLE001 - any failure to capture: say why once, train on eagerly
+            why_not = f"capture failed ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        if why_not is None and not torch.equal(self.gen.get_state(), g1):
+            why_not = "the replay consumed other random draws than the eager step"
+        if why_not is None:
+            keys = list(ref)
+            a, b = (torch.stack([s[k].detach().float() for k in keys]) for s in (ref, got))
+            close = torch.isclose(b, a, rtol=1e-3, atol=1e-5, equal_nan=True)
+            d = torch.stack([(t.detach() - u).abs().max().double() for t, u in zip(state, after)
+                             if t.is_floating_point() and t.numel()] or [torch.zeros((), dtype=torch.float64)])
+            flags, diff = close.tolist(), float(d.max())       # once per run: host reads are fine here
+            off = [k for k, ok in zip(keys, flags) if not ok]
+            if off:
+                why_not = f"its first replay differs from the eager step in {', '.join(off[:3])}"
+        if why_not is None:
+            return got, None, diff
+        with torch.no_grad():
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            for t, u in zip(state, after):
+                t.copy_(u)
+            self.gen.set_state(g1)
+        return ref, why_not, diff
+
+    def _say_notes(self) -> None:
+        """Log lines that arose outside `run` (before it started writing, or inside a step)."""
+        if self._say is not None:
+            for line in self.notes:
+                self._say(line)
+            self.notes.clear()
 
     # -------------------------------------------------------------- pictures
     def _fixed_latents(self) -> dict[str, Any]:
@@ -408,7 +581,7 @@ class Trainer:
                  + (" (ORACLE: x = real clean images)" if self.x_clean is not None else ""))
         path = self.out / "final.png" if final else img_dir / f"fakes-{self.it:06d}.png"
         real = "real restored y^r" if self.restored else "real degraded y^r"
-        visual.save_panels([(real, f["real"].numpy()), ("degraded fakes y^g", visual.to_uint8(out.y)),
+        visual.save_panels([(real, f["real"].cpu().numpy()), ("degraded fakes y^g", visual.to_uint8(out.y)),
                             ("clean fakes x^g", visual.to_uint8(x))], path, title)
         if out.k is not None and self.spec.blur != "off":
             visual.save_kernels(out.k, img_dir / f"kernels-{self.it:06d}.png",
@@ -450,30 +623,40 @@ class Trainer:
                 say("ORACLE DIAGNOSTIC: G_x is replaced by real clean images; not a valid training run")
         elif self.d.main:
             say(f"resumed at iteration {self.it}")
-        acc: dict[str, list[float]] = {}
+        self._say = say
+        self._say_notes()
+        self.log.reset()
         t_tick, it_tick = time.time(), self.it
         bar = tqdm(total=cfg.iters, initial=self.it, desc=cfg.model, unit="it", disable=not self.progress,
                    dynamic_ncols=True, mininterval=1.0)
         try:
             while self.it < cfg.iters:
-                s = self.step()
+                self.step()
                 self.it += 1
                 bar.update(1)
-                for k, v in s.items():
-                    acc.setdefault(k, []).append(v)
-                if self.it % cfg.tick == 0 or self.it == cfg.iters:
+                tick = self.it % cfg.tick == 0 or self.it == cfg.iters
+                picture = self.d.main and (self.it % cfg.image_every == 0 or self.it == cfg.iters)
+                snap = self.it % cfg.snap_every == 0 or self.it == cfg.iters
+                if not (tick or picture or snap):
+                    continue        # nothing read from the device: the host runs ahead of it
+                means, diverged = self.log.read()   # the one read: statistics and finite checks
+                if diverged is not None:
+                    raise TrainingDiverged(f"loss term {diverged.term} became {diverged.value} at iteration "
+                                           f"{diverged.iteration}; the last good checkpoint is kept in the run "
+                                           f"directory")
+                if tick:
                     dt = time.time() - t_tick
-                    row = {"iteration": self.it, "it_per_s": (self.it - it_tick) / max(dt, 1e-9),
-                           **{k: float(np.mean(v)) for k, v in acc.items()}}
-                    acc, t_tick, it_tick = {}, time.time(), self.it
+                    row = {"iteration": self.it, "it_per_s": (self.it - it_tick) / max(dt, 1e-9), **means}
+                    self.log.reset()
+                    t_tick, it_tick = time.time(), self.it
                     if stats_f:
                         stats_f.write(json.dumps(row) + "\n")
                         stats_f.flush()
                         bar.set_postfix({k: f"{row[k]:.3g}" for k in ("G_adv", "D_adv", "q_mean", "kernel_entropy_mean")
                                          if k in row})
-                if self.d.main and (self.it % cfg.image_every == 0 or self.it == cfg.iters):
+                if picture:
                     self.pictures()
-                if self.it % cfg.snap_every == 0 or self.it == cfg.iters:
+                if snap:
                     self.save()
                     barrier(self.d)
         finally:

@@ -15,6 +15,7 @@ from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistenc
                              diversity_sensitive, g_loss_nonsaturating, g_loss_per_image, r1_penalty)
 from ..models.pipeline import DegradationPipeline, PipelineOutput
 from ..nets.degradation_generators import Q_MIN
+from ..nets.resnet import drawn
 from .config import TrainConfig
 
 Terms = dict[str, torch.Tensor]
@@ -80,7 +81,7 @@ class BNCRLoss:
         h, q = self.cfg.q_fd_step, out.q.detach()
         with torch.no_grad():
             if self.cfg.q_fd_sides == 1:
-                step = (torch.randint(0, 2, q.shape, generator=self.gen).to(q) * 2 - 1) * h
+                step = (drawn(torch.randint, 0, 2, q.shape, generator=self.gen, device=q.device).to(q) * 2 - 1) * h
                 step = torch.where((q + step > 100.0) | (q + step < Q_MIN), -step, step)
                 q_a, q_b, l_b = (q + step).clamp(Q_MIN, 100.0), q, loss_at_q
                 l_a = g_loss_per_image(self.D_y(self.pipe.degrade_at_quality(out, q_a, lat)))
