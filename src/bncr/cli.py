@@ -396,8 +396,8 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="cells whose id DATASET/SETTING/MODEL/seedK matches (shell patterns, comma-separated)")
     p.add_argument("--data-root", default=None, help="where cifar10 / fashion-mnist files are")
     p.add_argument("--ffhq", default=None, metavar="DIR", help="FFHQ image folder (table3-ffhq)")
-    p.add_argument("--metric", action="extend", nargs="+", choices=["fid", "kid"],
-                   help="override the grid's metrics (--metric fid kid, or repeated)")
+    p.add_argument("--metric", action="extend", nargs="+", choices=["fid", "kid", "lpips", "psnr"],
+                   help="override the grid's metrics (--metric fid kid, or repeated; lpips, psnr: restoration grids)")
     p.add_argument("--num", type=int, default=None, help="override the grid's evaluation sample count")
     p.add_argument("--snapshots", default=None, choices=["all", "last"], help="override the grid's choice")
     p.add_argument("--inception", default=None, metavar="PATH", help="FID Inception weights file")

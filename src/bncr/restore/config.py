@@ -24,6 +24,7 @@ class RestoreConfig:
     method: str = "unir"             # "unir" (UNIR, F a degradation model) | "cyclegan" (set-level labels)
     run: Optional[str] = None        # BNCR-GAN run whose frozen G_k, G_n, G_q are F (BNCR-GAN+UNIR) and whose data is used
     known_setting: Optional[str] = None  # F = this setting's true simulator (UNIR-dagger) instead of a run's generators
+    bank_size: int = 4096            # UNIR-dagger: draws of the true simulator F samples from (AmbientGAN's bank)
     # --- data: the degraded images restored (resolved from the run when not given)
     dataset: Optional[str] = None    # shapes | deadleaves | cifar10 | fashion-mnist | image folder (None: the run's, else shapes)
     data_root: Optional[str] = None
@@ -86,7 +87,7 @@ class RestoreConfig:
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise UserError(f"option {key}={getattr(self, key)!r} is not one of: {', '.join(map(str, allowed))}")
-        for key in ("iters", "batch", "width", "d_width", "blocks", "tick", "image_every", "snap_every"):
+        for key in ("iters", "batch", "width", "d_width", "blocks", "bank_size", "tick", "image_every", "snap_every"):
             if getattr(self, key) < 1:
                 raise UserError(f"option {key} must be >= 1, got {getattr(self, key)}")
         for key in ("lr", "d_lr"):
@@ -115,7 +116,7 @@ CHOICES: dict[str, tuple] = {"method": METHODS}
 METHOD_DEFAULTS: dict[str, tuple[float, float, float]] = {"unir": (1e-4, 4e-4, 0.0), "cyclegan": (2e-4, 2e-4, 0.5)}
 
 GROUPS: dict[str, tuple[str, ...]] = {
-    "method": ("method", "run", "known_setting"),
+    "method": ("method", "run", "known_setting", "bank_size"),
     "data": ("dataset", "data_root", "resolution", "count", "setting", "data_seed", "skip_bad", "dequantize"),
     "networks": ("width", "blocks", "attention", "d_width", "residual"),
     "losses": ("lambda_back", "cycle", "identity", "pool"),
@@ -127,8 +128,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("UNIR's recipe on a GPU: G of 6 residual blocks of 64 channels with self-attention, 20k iterations",
                 {}),
-    "laptop": ("a CPU scale (2 cores): G of 3 blocks of 16 channels with self-attention, D width 16, 3,000 iterations",
-               {"width": 16, "blocks": 3, "d_width": 16, "iters": 3000, "ema": 0.99, "tick": 50, "image_every": 500,
+    "laptop": ("a CPU scale (2 cores): 5,000 training images, G of 3 blocks of 16 channels with self-attention, "
+               "D width 16, 3,000 iterations",
+               {"count": 5000, "width": 16, "blocks": 3, "d_width": 16, "iters": 3000, "ema": 0.99, "tick": 50, "image_every": 500,
                 "snap_every": 1000}),
 }
 

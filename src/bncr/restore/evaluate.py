@@ -98,3 +98,35 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"| {r['images']} | " + " | ".join(fmt[c](r[c]) if c in r else "-" for c in cols) + " |")
     return "\n".join(lines)
+
+
+def evaluate_restoration_run(run: str | Path, *, metrics: Sequence[str], num: int, test_setting: str = "N",
+                             data_root: Optional[str] = None, extractor: Any = None, progress: bool = True,
+                             log: Any = print, **_: Any) -> list[dict[str, Any]]:
+    """A benchmark cell's evaluation: the run's latest restorer on `num` test images degraded by `test_setting`,
+    one line per metric appended to ``metric-<name>.jsonl`` (names like ``lpips10k_testN``); a restorer whose lines
+    are all there already is not evaluated again. Takes (and ignores) evaluate_run's other keywords."""
+    import time
+
+    from ..bench.grids import restoration_metric_name
+    from ..metrics.evaluate import append_jsonl, file_digest, metric_file, read_metric_lines, snapshot_iteration
+    from .train import find_restorer
+    snap = find_restorer(run)
+    names = {k: restoration_metric_name(k, num, test_setting) for k in metrics}
+    done = {n for n in names.values() if any(r.get("snapshot") == snap.name for r in read_metric_lines(metric_file(run, n)))}
+    if len(done) == len(names):
+        log(f"{snap.name}: {', '.join(names.values())} already evaluated")
+        return []
+    t0 = time.time()
+    rows = evaluate_restorers([snap], setting=test_setting, num=num, metrics=list(metrics), data_root=data_root,
+                              extractor=extractor, progress=progress)
+    secs = time.time() - t0
+    inp, out = rows[0], rows[1]
+    for k, n in names.items():
+        append_jsonl(metric_file(run, n), {
+            "snapshot": snap.name, "iteration": snapshot_iteration(snap), "kind": k, "value": out[k],
+            "input_value": inp[k], "std": None, "digest": file_digest(snap), "seconds": {"metric": round(secs, 2)},
+            "protocol": {"test_images": out["count"], "test_setting": test_setting, "split": "test",
+                         "reference": "the same test images, clean"}})
+    log(f"{snap.name}: " + ", ".join(f"{n} {out[k]:.4g} (degraded input {inp[k]:.4g})" for k, n in names.items()))
+    return rows

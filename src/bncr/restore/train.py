@@ -113,7 +113,8 @@ class RestoreTrainer:
         clean = open_dataset(cfg.dataset, cfg.resolution, root=cfg.data_root, count=cfg.count, skip_bad=cfg.skip_bad)
         self.resolution = int(clean.resolution)
         if cfg.method == "unir" and self.F is None:
-            self.F = known_measurement(get_setting(cfg.known_setting), self.resolution, cfg.data_seed, cfg.dequantize)
+            self.F = known_measurement(get_setting(cfg.known_setting), self.resolution, cfg.data_seed, cfg.dequantize,
+                                       cfg.bank_size)
             self.about = {"kind": "known", "setting": get_setting(cfg.known_setting).name}
         if self.F is not None and self.F.resolution != self.resolution:
             raise UserError(f"the measurement model works at {self.F.resolution}px but the training images are "

@@ -31,15 +31,18 @@ from ..degradations.settings import Setting
 from ..errors import UserError
 from ..models.pipeline import DegradationPipeline
 from ..models.registry import get_model
+from .config import default
 
 
-def known_measurement(setting: Setting, resolution: int, data_seed: int = 0,
-                      dequantize: bool = True) -> DegradationPipeline:
-    """The setting's true simulator as F (AmbientGAN's stages; a bank of draws independent of the images)."""
+def known_measurement(setting: Setting, resolution: int, data_seed: int = 0, dequantize: bool = True,
+                      bank_size: int = default("bank_size")) -> DegradationPipeline:
+    """The setting's true simulator as F (AmbientGAN's stages; a bank of `bank_size` draws independent of the
+    images)."""
     if setting.is_clean:
         raise UserError(f"setting {setting.name} degrades nothing: UNIR needs a degradation to invert "
                         f"(choose a setting with blur, noise or JPEG, `bncr settings`)")
-    F = DegradationPipeline(get_model("ambientgan"), setting, resolution, data_seed=data_seed, dequantize=dequantize)
+    F = DegradationPipeline(get_model("ambientgan"), setting, resolution, data_seed=data_seed, dequantize=dequantize,
+                           bank_size=bank_size)
     return F.eval().requires_grad_(False)
 
 
