@@ -122,15 +122,22 @@ def resolve_train_config(args: argparse.Namespace):
     return cfg.override(args.set or []).validate()
 
 
+def dry_run_done(cfg, args: argparse.Namespace) -> bool:
+    """--dry-run: print the resolved options as JSON (True: nothing else to do); otherwise --out is required."""
+    if args.dry_run:
+        print(cfg.to_json())
+        return True
+    if not args.out:
+        raise UserError("--out is required: the run directory to write (or --dry-run to only print the options)")
+    return False
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     if args.preset == "help":
         return cmd_presets(args)
     cfg = resolve_train_config(args)
-    if args.dry_run:
-        print(cfg.to_json())
+    if dry_run_done(cfg, args):
         return
-    if not args.out:
-        raise UserError("--out is required: the run directory to write (or --dry-run to only print the options)")
     from .train.loop import train
     out = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     import os
@@ -450,11 +457,8 @@ def resolve_restore_config(args: argparse.Namespace):
 
 def _restore_train(args: argparse.Namespace) -> None:
     cfg = resolve_restore_config(args)
-    if args.dry_run:
-        print(cfg.to_json())
+    if dry_run_done(cfg, args):
         return
-    if not args.out:
-        raise UserError("--out is required: the run directory to write (or --dry-run to only print the options)")
     from .restore import train_restorer
     out = train_restorer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"restoration run: {out} (final.png: before | after; restorer-*.pt for `bncr restore apply`)")

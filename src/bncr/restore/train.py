@@ -27,7 +27,7 @@ from ..io import atomic_write_text, ensure_writable_dir
 from ..models.pixels import levels_to_model
 from ..nets.resnet import ResNetDiscriminator
 from ..train import visual
-from ..train.checkpoint import load_checked, save_atomic
+from ..train.checkpoint import load_checked, resume_path, save_atomic
 from ..train.loop import _check_finite, device_name, ema_update, git_commit, materialise, to_model_range
 from .config import RestoreConfig
 from .cyclegan import ImagePool, cyclegan_d_terms, cyclegan_g_terms, domains
@@ -108,7 +108,7 @@ class RestoreTrainer:
         self.out = Path(out)
         self.cfg, self.F, self.about = resolve(cfg, self.device)
         cfg = self.cfg
-        state_path = self._resume_path(resume)
+        state_path = resume_path(self.out, resume, STATE_FILE)
         self.setting = get_setting(cfg.setting)
         clean = open_dataset(cfg.dataset, cfg.resolution, root=cfg.data_root, count=cfg.count, skip_bad=cfg.skip_bad)
         self.resolution = int(clean.resolution)
@@ -159,17 +159,6 @@ class RestoreTrainer:
             indent=1, sort_keys=True) + "\n")
 
     # -------------------------------------------------------------- resume
-    def _resume_path(self, resume: Optional[str]) -> Optional[Path]:
-        existing = self.out / STATE_FILE
-        if resume is None:
-            if existing.exists() or (self.out / "config.json").exists():
-                raise UserError(f"{self.out} already holds a run: use --resume auto to continue it, or choose another --out")
-            return None
-        if resume == "auto":
-            return existing if existing.exists() else None
-        p = Path(resume)
-        return p / STATE_FILE if p.is_dir() else p
-
     def _load_state(self, path: Path) -> None:
         s = load_checked(path, STATE_FORMAT)
         old = s["config"]
