@@ -115,6 +115,17 @@ def test_restorer_keeps_the_size_and_starts_as_the_identity(attention):
     assert out.shape == y.shape and not torch.equal(out, y) and out.abs().max() <= 1
 
 
+def test_attention_in_query_chunks_equals_the_whole_product(monkeypatch):
+    from bncr.restore import nets
+    att = nets.SelfAttention(8)
+    with torch.no_grad():
+        att.gamma.fill_(1.0)
+    h = torch.randn(2, 8, 20, 24)
+    whole = att(h)
+    monkeypatch.setattr(nets, "Q_CHUNK", 7)
+    assert torch.allclose(att(h), whole, atol=1e-6) and not torch.allclose(whole, h)
+
+
 def test_cyclegan_domains_are_the_manifest_labels():
     a, b = domains(get_setting("O"), 0, 40)
     assert sorted(np.concatenate([a, b]).tolist()) == list(range(40)) and len(a) and len(b)

@@ -17,6 +17,7 @@ from ..nets.resnet import PLAIN_GAIN, ResBlock, _conv
 from .config import default
 
 KV_GRID = 16  # keys/values of the attention: at most KV_GRID x KV_GRID positions
+Q_CHUNK = 65536  # query positions per attention product
 
 
 class SelfAttention(nn.Module):
@@ -34,8 +35,9 @@ class SelfAttention(nn.Module):
         pooled = F.adaptive_max_pool2d(h, (min(H, KV_GRID), min(W, KV_GRID)))
         q = self.query(h).flatten(2)                        # (N, ck, HW)
         k, v = self.key(pooled).flatten(2), self.value(pooled).flatten(2)   # (N, ck, M), (N, cv, M)
-        attn = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (N, HW, M)
-        o = (v @ attn.transpose(1, 2)).view(n, -1, H, W)
+        # queries in chunks: a photo's (HW, M) attention matrix need not exist at once
+        o = torch.cat([v @ torch.softmax(qc.transpose(1, 2) @ k, dim=-1).transpose(1, 2)
+                       for qc in q.split(Q_CHUNK, dim=2)], dim=2).view(n, -1, H, W)
         return h + self.gamma * self.out(o)
 
 
