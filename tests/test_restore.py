@@ -143,6 +143,25 @@ def test_image_pool_returns_old_fakes_of_the_right_shape():
     assert torch.equal(ImagePool(0, torch.Generator())(seen[0]), seen[0])
 
 
+def test_restore_options_one_source():
+    import inspect
+
+    from bncr.restore.config import GROUPS, PRESETS, restore_preset
+    names = list(RestoreConfig().to_dict())
+    assert sorted(k for keys in GROUPS.values() for k in keys) == sorted(names)
+    params = inspect.signature(RestorationGenerator.__init__).parameters
+    cfg = RestoreConfig()
+    assert (params["width"].default, params["blocks"].default, params["attention"].default,
+            params["residual_factor"].default) == (cfg.width, cfg.blocks, cfg.attention, cfg.residual)
+    assert inspect.signature(known_measurement).parameters["bank_size"].default == cfg.bank_size
+    for name in PRESETS:
+        c = restore_preset(name)
+        c.known_setting = "N"
+        assert RestoreConfig.from_dict(c.validate().to_dict()) == c
+    with pytest.raises(UserError, match="unknown restoration option"):
+        RestoreConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
 def test_config_errors_name_the_option():
     with pytest.raises(UserError, match="--run BNCR_RUN.*--known-setting"):
         RestoreConfig().validate()

@@ -101,7 +101,7 @@ def source_status(cell: Cell, grid: Grid, opts: BenchOptions) -> Optional[CellSt
 def restore_cell_config(cell: Cell, grid: Grid, opts: BenchOptions):
     """The RestoreConfig of a restoration cell: restoration preset, then method / F / data / seed, --iters, --set."""
     from ..restore.config import restore_preset
-    from .grids import RESTORERS
+    from .grids import RESTORERS, get_grid
     if cell.model not in RESTORERS:
         raise UserError(f"[{cell.id}] unknown restorer {cell.model!r}: one of {', '.join(RESTORERS)}")
     method, measurement = RESTORERS[cell.model]
@@ -110,10 +110,12 @@ def restore_cell_config(cell: Cell, grid: Grid, opts: BenchOptions):
     cfg.dataset = dataset_spec(cell.dataset, opts)
     cfg.data_root = opts.data_root if cell.dataset != "ffhq" else None
     cfg.resolution = grid.resolution
-    if measurement == "known":
-        cfg.known_setting = cell.setting
-    elif measurement == "learned":
-        cfg.run = str(source_cell(cell, grid)[0].run_dir(opts.root))
+    if measurement == "learned":
+        cfg.run = str(source_cell(cell, grid)[0].run_dir(opts.root))     # the data default to the run's
+    else:   # the same training images as the source grid's BNCR-GAN cells (e.g. laptop: 5,000)
+        from ..train.config import preset
+        cfg.count = preset(get_grid(grid.source_grid).preset).count
+        cfg.known_setting = cell.setting if measurement == "known" else None
     if opts.iters is not None:
         cfg.iters = int(opts.iters)
     return cfg.override(list(opts.sets))
@@ -175,6 +177,7 @@ def train_eval_commands(cell: Cell, grid: Grid, opts: BenchOptions) -> tuple[str
         t += ["--known-setting", cfg.known_setting] if cfg.known_setting else []
         t += ["--run", cfg.run] if cfg.run else []
         t += ["--data-root", cfg.data_root] if cfg.data_root else []
+        t += ["--count", str(cfg.count)] if cfg.count is not None and not cfg.run else []
         t += ["--iters", str(opts.iters)] if opts.iters is not None else []
         for s in opts.sets:
             t += ["--set", s]
