@@ -122,15 +122,22 @@ def resolve_train_config(args: argparse.Namespace):
     return cfg.override(args.set or []).validate()
 
 
+def dry_run_done(cfg, args: argparse.Namespace) -> bool:
+    """--dry-run: print the resolved options as JSON (True: nothing else to do); otherwise --out is required."""
+    if args.dry_run:
+        print(cfg.to_json())
+        return True
+    if not args.out:
+        raise UserError("--out is required: the run directory to write (or --dry-run to only print the options)")
+    return False
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     if args.preset == "help":
         return cmd_presets(args)
     cfg = resolve_train_config(args)
-    if args.dry_run:
-        print(cfg.to_json())
+    if dry_run_done(cfg, args):
         return
-    if not args.out:
-        raise UserError("--out is required: the run directory to write (or --dry-run to only print the options)")
     from .train.loop import train
     out = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     import os
@@ -396,8 +403,8 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="cells whose id DATASET/SETTING/MODEL/seedK matches (shell patterns, comma-separated)")
     p.add_argument("--data-root", default=None, help="where cifar10 / fashion-mnist files are")
     p.add_argument("--ffhq", default=None, metavar="DIR", help="FFHQ image folder (table3-ffhq)")
-    p.add_argument("--metric", action="extend", nargs="+", choices=["fid", "kid"],
-                   help="override the grid's metrics (--metric fid kid, or repeated)")
+    p.add_argument("--metric", action="extend", nargs="+", choices=["fid", "kid", "lpips", "psnr"],
+                   help="override the grid's metrics (--metric fid kid, or repeated; lpips, psnr: restoration grids)")
     p.add_argument("--num", type=int, default=None, help="override the grid's evaluation sample count")
     p.add_argument("--snapshots", default=None, choices=["all", "last"], help="override the grid's choice")
     p.add_argument("--inception", default=None, metavar="PATH", help="FID Inception weights file")
@@ -427,6 +434,142 @@ def cmd_inspect(args: argparse.Namespace) -> int | None:
 
 cmd_inspect.add_args = _inspect_args
 command("inspect", "what degradation a trained run learned: HTML report + recovery table")(cmd_inspect)
+
+
+# ---------------------------------------------------------------- restore
+def cmd_restore(args: argparse.Namespace) -> None:
+    return {"train": _restore_train, "apply": _restore_apply, "eval": _restore_eval}[args.action](args)
+
+
+def resolve_restore_config(args: argparse.Namespace):
+    """The RestoreConfig of `bncr restore train`: preset, then the explicit options, then --set."""
+    from .restore.config import restore_preset
+    cfg = restore_preset(args.preset)
+    for key in ("method", "run", "known_setting", "dataset", "data_root", "resolution", "count", "setting",
+                "data_seed", "iters", "seed"):
+        v = getattr(args, key)
+        if v is not None:
+            setattr(cfg, key, v)
+    if args.skip_bad:
+        cfg.skip_bad = True
+    return cfg.override(args.set or []).validate()
+
+
+def _restore_train(args: argparse.Namespace) -> None:
+    cfg = resolve_restore_config(args)
+    if dry_run_done(cfg, args):
+        return
+    from .restore import train_restorer
+    out = train_restorer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"restoration run: {out} (final.png: before | after; restorer-*.pt for `bncr restore apply`)")
+
+
+def _restore_apply(args: argparse.Namespace) -> None:
+    from .restore import apply_folder
+    r = apply_folder(args.model, args.inp, args.out, png=args.png, skip_bad=args.skip_bad, device=args.device,
+                     progress=not args.no_progress)
+    print(f"restored {r.written} images into {r.out}" + (f"; skipped {len(r.skipped)} unreadable" if r.skipped else ""))
+    for name, why in r.skipped:
+        print(f"  skipped {name}: {why}")
+
+
+def _restore_eval(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from .io import atomic_write_text
+    from .metrics.evaluate import one_line_warnings
+    from .restore.evaluate import evaluate_restorers, markdown
+    with one_line_warnings():
+        rows = evaluate_restorers(args.models, dataset=args.dataset, setting=args.setting, num=args.num,
+                                  data_seed=args.data_seed, metrics=args.metric or ["psnr", "lpips"],
+                                  data_root=args.data_root, picture=Path(args.picture) if args.picture else None,
+                                  progress=not args.no_progress)
+    print(markdown(rows))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(rows, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+def _restore_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    t = sub.add_parser("train", help="train a restorer on degraded images (UNIR or CycleGAN)",
+                       description="train a restorer: BNCR-GAN+UNIR (--run), UNIR-dagger (--known-setting) or "
+                                   "CycleGAN (--method cyclegan); docs/restoration.md")
+    t.add_argument("--run", default=None, metavar="BNCR_RUN",
+                   help="BNCR-GAN run: its learned degradation is UNIR's measurement model, its data the training data")
+    t.add_argument("--known-setting", default=None, metavar="X",
+                   help="UNIR-dagger: the measurement model is setting X's true simulator")
+    t.add_argument("--method", default=None, choices=["unir", "cyclegan"], help="default unir")
+    t.add_argument("--dataset", default=None, help="clean images (default: the run's, else shapes) or a folder")
+    t.add_argument("--data-root", default=None)
+    t.add_argument("--resolution", type=int, default=None)
+    t.add_argument("--count", type=int, default=None, help="use the first N training images")
+    t.add_argument("--setting", default=None,
+                   help="degradation of the training images (default: the run's, else --known-setting; "
+                        "A = the images as they are)")
+    t.add_argument("--data-seed", type=int, default=None)
+    t.add_argument("--skip-bad", action="store_true", help="skip unreadable images in a folder")
+    t.add_argument("--preset", default="default", help="default | laptop (CPU scale)")
+    t.add_argument("--iters", type=int, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--out", default=None, help="run directory (required unless --dry-run)")
+    t.add_argument("--resume", default=None, help="auto (continue --out) or a restore-state.pt")
+    t.add_argument("--dry-run", action="store_true", help="print the options as JSON and exit")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any restoration option (repeatable)")
+    t.add_argument("--no-progress", action="store_true")
+    a = sub.add_parser("apply", help="restore a folder of images (same file names)",
+                       description="restore every image of a folder into a new folder (same relative paths and "
+                                   "names); the output folder is complete or absent")
+    a.add_argument("model", help="restoration run directory or restorer-*.pt")
+    a.add_argument("--in", dest="inp", required=True, metavar="FOLDER", help="folder of degraded images")
+    a.add_argument("--out", required=True, metavar="FOLDER", help="new folder for the restored images")
+    a.add_argument("--png", action="store_true", help="write PNG files (name.png) instead of the inputs' formats")
+    a.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
+    a.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    a.add_argument("--no-progress", action="store_true")
+    e = sub.add_parser("eval", help="PSNR / LPIPS / KID / FID of restorers on test images degraded by a setting",
+                       description="Table 4's protocol: test images degraded by --setting (default N), restored, "
+                                   "compared with their clean versions; the degraded inputs are the first row")
+    e.add_argument("models", nargs="+", help="restoration run directories or restorer-*.pt files")
+    e.add_argument("--setting", default="N", help="degradation of the test images (default N, the paper's)")
+    e.add_argument("--dataset", default=None, help="test images (default: the first restorer's training dataset)")
+    e.add_argument("--data-root", default=None)
+    e.add_argument("--num", type=int, default=500, help="test images (default 500)")
+    e.add_argument("--data-seed", type=int, default=0)
+    e.add_argument("--metric", action="extend", nargs="+", choices=["psnr", "lpips", "kid", "fid"],
+                   help="default: psnr lpips")
+    e.add_argument("--picture", default=None, metavar="PNG", help="also save degraded | restored | clean grids")
+    e.add_argument("--out", default=None, metavar="JSON", help="also write the rows as JSON")
+    e.add_argument("--no-progress", action="store_true")
+
+
+cmd_restore.add_args = _restore_args
+command("restore", "restoration with the learned degradation: train | apply | eval (docs/restoration.md)")(cmd_restore)
+
+
+# ---------------------------------------------------------------- lpips
+def cmd_lpips(args: argparse.Namespace) -> None:
+    from .restore import lpips_folders
+    rows = lpips_folders(args.dir_a, args.dir_b, net=args.net, progress=not args.no_progress)
+    if not args.mean_only:
+        w = max(len(n) for n, _ in rows)
+        for name, d in rows:
+            print(f"{name:<{w}}  {d:.6f}")
+    mean = sum(d for _, d in rows) / len(rows)
+    print(f"mean LPIPS ({args.net}) over {len(rows)} images: {mean:.6f}")
+
+
+def _lpips_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir_a", metavar="DIR_A")
+    p.add_argument("dir_b", metavar="DIR_B")
+    p.add_argument("--net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
+    p.add_argument("--mean-only", action="store_true", help="print only the mean")
+    p.add_argument("--no-progress", action="store_true")
+
+
+cmd_lpips.add_args = _lpips_args
+command("lpips", "LPIPS between the same-named images of two folders (per image and mean)")(cmd_lpips)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,9 +119,56 @@ def markdown_table(col: Collected, dataset: str, metric: str, with_paper: bool =
     return "\n".join(lines)
 
 
-def markdown_tables(col: Collected, with_paper: bool = True) -> str:
-    """All tables of a grid: one per dataset and metric, with captions."""
+_RESTORATION_FMT = {"fid": lambda v: f"{v:.1f}", "kid": lambda v: f"{v * 1000:.2f}", "lpips": lambda v: f"{v:.4f}",
+                    "psnr": lambda v: f"{v:.2f}"}
+
+
+def restoration_table(col: Collected, dataset: str, with_paper: bool = True) -> str:
+    """Table 4's layout: rows restorers, columns settings; each cell the metrics of the run with the median FID
+    over the seeds (the paper's protocol), e.g. 'FID / LPIPS', then the paper's numbers."""
+    from .paper import TABLE4_LPIPS
     grid = col.grid
+    kinds = [m.split("_")[0].rstrip("0123456789k") for m in col.metric_names]
+    rank = col.metric_names[kinds.index("fid")] if "fid" in kinds else col.metric_names[0]
+    runnable, n_seeds = set(grid.pairs()), len(col.seeds)
+    table = PAPER_TABLES.get(grid.paper_table) if with_paper and grid.paper_table else None
+    lines = ["| model | " + " | ".join(grid.settings) + " |", "|" + "---|" * (len(grid.settings) + 1)]
+    for model in grid.models:
+        cells = []
+        for s in grid.settings:
+            if (s, model) not in runnable:
+                cells.append("N/A")
+                continue
+            by_seed = col.values.get((dataset, s, model, rank), {})
+            if not by_seed:
+                cells.append("…")
+                continue
+            ordered = sorted(by_seed, key=lambda k: (by_seed[k], k))
+            seed = ordered[(len(ordered) - 1) // 2]          # the median run (the lower one of an even count)
+            vals = [col.values.get((dataset, s, model, m), {}).get(seed) for m in col.metric_names]
+            text = " / ".join("…" if v is None else _RESTORATION_FMT[k](v) for k, v in zip(kinds, vals))
+            note = f" [{len(by_seed)}/{n_seeds}]" if len(by_seed) < n_seeds else ""
+            paper = table.value(model, s) if table else None
+            if paper is not None:
+                text += f" (paper {paper:.1f} / {TABLE4_LPIPS[model][s]:.4f})"
+            cells.append(text + note)
+        lines.append("| " + " | ".join([f"{MODEL_LABELS.get(model, model)} (`{model}`)"] + cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_tables(col: Collected, with_paper: bool = True) -> str:
+    """All tables of a grid: one per dataset and metric, with captions (a restoration grid: one per dataset)."""
+    grid = col.grid
+    if grid.kind == "restoration":
+        out = [f"## {grid.description}", ""]
+        for d in grid.datasets:
+            out += [f"### {d}: {' / '.join(f'`{m}`' for m in col.metric_names)} of the median-FID run "
+                    f"(KID x 10^3)", "", restoration_table(col, d, with_paper), ""]
+        out += ["`…` not finished, `[k/n]` k of n seeds, `N/A` not defined (CycleGAN needs clean training images).",
+                ""] + [f"Note: {note}\n" for note in grid.notes]
+        if col.pending:
+            out += [f"{len(col.pending)} of {len(col.pending) + len(col.results)} cells not finished.", ""]
+        return "\n".join(out)
     out = [f"## {grid.description}", ""]
     if grid.paper_table:
         t = PAPER_TABLES[grid.paper_table]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import UserError
-from ..metrics.reference import metric_name
+from ..metrics.reference import format_count, metric_name
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ class Grid:
     unavailable: tuple[tuple[str, str], ...] = ()  # (setting, model) cells of the paper we cannot run
     commit_results: bool = False   # copy each finished cell's metrics + samples to benchmarks/results/
     notes: tuple[str, ...] = field(default=())
+    kind: str = "generation"       # "restoration": cells train restorers (`bncr restore train`), see RESTORERS
+    source_grid: Optional[str] = None   # restoration: the grid whose bncr-gan run (same dataset/setting/seed) is F
+    test_setting: str = "N"        # restoration: the degradation of the test images (Table 4: N)
 
     @property
     def settings(self) -> list[str]:
@@ -69,12 +72,26 @@ class Grid:
         return [(s, m) for s, ms in self.cells for m in ms]
 
     def metric_names(self, metrics: Optional[Sequence[str]] = None, num: Optional[int] = None) -> list[str]:
+        if self.kind == "restoration":
+            return [restoration_metric_name(k, num or self.num, self.test_setting) for k in (metrics or self.metrics)]
         return [metric_name(k, num or self.num, "train") for k in (metrics or self.metrics)]
 
     def expand(self, seeds: Optional[Sequence[int]] = None, datasets: Optional[Sequence[str]] = None) -> list[Cell]:
         """All cells: datasets x (setting, model) pairs x seeds."""
         return [Cell(self.name, d, s, m, int(k)) for d in (datasets or self.datasets) for s, m in self.pairs()
                 for k in (self.seeds if seeds is None else seeds)]
+
+
+# The restorers of Table 4: cell model name -> (`bncr restore train` method, its measurement model F)
+RESTORERS = {"unir-dagger": ("unir", "known"), "bncr-gan+unir": ("unir", "learned"), "cyclegan": ("cyclegan", None)}
+RESTORATION_METRICS = ("fid", "kid", "lpips", "psnr")
+
+
+def restoration_metric_name(kind: str, count: int, test_setting: str) -> str:
+    """e.g. 'lpips10k_testN': kind, number of test images, the setting that degraded them."""
+    if kind not in RESTORATION_METRICS:
+        raise UserError(f"unknown restoration metric {kind!r}; choose from {', '.join(RESTORATION_METRICS)}")
+    return f"{kind}{format_count(count)}_test{test_setting}"
 
 
 def _cross(models: Sequence[str], settings: str, skip: Sequence[tuple[str, str]] = ()) -> tuple:
@@ -145,6 +162,29 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
          notes=("500 generated vs 500 clean training images, KID only (unbiased at this sample count; FID is not).",
                 "What the numbers mean, the degradation statistics of each model's clean fakes and the seeds that "
                 "were run: docs/research/cpu-scale.md.")),
+    Grid("table4", "Table 4: image restoration on CIFAR-10, trained on settings O-Q and N, tested on images "
+         "degraded by N", ("cifar10",),
+         tuple((s, ("unir-dagger", "bncr-gan+unir", "cyclegan") if s != "N" else ("unir-dagger", "bncr-gan+unir"))
+               for s in "OPQN"),
+         (0, 1, 2), "default", ("fid", "lpips"), 10000, "last", paper_table="table4", kind="restoration",
+         source_grid="table2",
+         notes=("Each cell trains a restorer (`bncr restore train`) on the setting's degraded training images and "
+                "restores the 10,000 test images degraded by N; FID and LPIPS against their clean versions. The "
+                "table shows the run with the median FID of the seeds (the paper's protocol).",
+                "bncr-gan+unir uses the final snapshot of the table2 grid's bncr-gan cell of the same setting and "
+                "seed as its measurement model (run that grid first); unir-dagger uses the setting's true "
+                "simulator; cyclegan uses set-level labels and is not defined on N (no clean training image).",
+                "Restoration networks, losses and substitutions: docs/restoration.md.")),
+    Grid("table4-cpu", "Table 4 at the CPU scale: shapes, restorers trained on N (and Q), tested on images "
+         "degraded by N, preset laptop", ("shapes",),
+         (("N", ("unir-dagger", "bncr-gan+unir")), ("Q", ("unir-dagger", "cyclegan"))),
+         (0,), "laptop", ("fid", "kid", "lpips", "psnr"), 500, "last", kind="restoration",
+         source_grid="cpu-shapes",
+         notes=("500 test images of shapes degraded by N vs their clean versions: FID is biased at this count "
+                "(compare within the table), KID is not; LPIPS and PSNR are paired.",
+                "bncr-gan+unir uses the cpu-shapes grid's bncr-gan cell on N of the same seed; one seed by default "
+                "(--seeds 0,1,2 for the paper's median of three).",
+                "Results: docs/research/restoration-cpu.md.")),
 ]}
 
 

@@ -10,6 +10,7 @@ evaluation reuses metric lines of the same snapshot and protocol. Each finished 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -77,9 +78,55 @@ def dataset_spec(dataset: str, opts: BenchOptions) -> str:
     return dataset
 
 
+def source_cell(cell: Cell, grid: Grid) -> Optional[tuple[Cell, Grid]]:
+    """The BNCR-GAN cell whose learned degradation a bncr-gan+unir cell uses (same dataset, setting, seed)."""
+    from .grids import get_grid
+    if grid.kind != "restoration" or cell.model != "bncr-gan+unir":
+        return None
+    src = get_grid(grid.source_grid)
+    return Cell(src.name, cell.dataset, cell.setting, "bncr-gan", cell.seed), src
+
+
+def source_status(cell: Cell, grid: Grid, opts: BenchOptions) -> Optional[CellStatus]:
+    """The status of a bncr-gan+unir cell's BNCR-GAN cell, under its own grid's options (the restoration grid's
+    --iters, --set, --metric and --num are not the BNCR-GAN's); None for other cells."""
+    src = source_cell(cell, grid)
+    if src is None:
+        return None
+    own = dataclasses.replace(opts, preset=None, iters=None, seeds=None, only=None, metrics=None, num=None,
+                              snapshots=None, sets=())
+    return cell_status(src[0], src[1], own)
+
+
+def restore_cell_config(cell: Cell, grid: Grid, opts: BenchOptions):
+    """The RestoreConfig of a restoration cell: restoration preset, then method / F / data / seed, --iters, --set."""
+    from ..restore.config import restore_preset
+    from .grids import RESTORERS, get_grid
+    if cell.model not in RESTORERS:
+        raise UserError(f"[{cell.id}] unknown restorer {cell.model!r}: one of {', '.join(RESTORERS)}")
+    method, measurement = RESTORERS[cell.model]
+    cfg = restore_preset(opts.preset_name(grid))
+    cfg.method, cfg.setting, cfg.seed = method, cell.setting, int(cell.seed)
+    cfg.dataset = dataset_spec(cell.dataset, opts)
+    cfg.data_root = opts.data_root if cell.dataset != "ffhq" else None
+    cfg.resolution = grid.resolution
+    if measurement == "learned":
+        cfg.run = str(source_cell(cell, grid)[0].run_dir(opts.root))     # the data default to the run's
+    else:   # the same training images as the source grid's BNCR-GAN cells (e.g. laptop: 5,000)
+        from ..train.config import preset
+        cfg.count = preset(get_grid(grid.source_grid).preset).count
+        cfg.known_setting = cell.setting if measurement == "known" else None
+    if opts.iters is not None:
+        cfg.iters = int(opts.iters)
+    return cfg.override(list(opts.sets))
+
+
 def cell_config(cell: Cell, grid: Grid, opts: BenchOptions):
-    """The TrainConfig of a cell: preset, then model/setting/dataset/seed, then --iters, then --set."""
+    """The TrainConfig of a cell: preset, then model/setting/dataset/seed, then --iters, then --set (a restoration
+    grid's cells: their RestoreConfig)."""
     from ..train.config import preset
+    if grid.kind == "restoration":
+        return restore_cell_config(cell, grid, opts)
     cfg = preset(opts.preset_name(grid))
     cfg.model, cfg.setting, cfg.seed = cell.model, cell.setting, int(cell.seed)
     cfg.dataset = dataset_spec(cell.dataset, opts)
@@ -122,6 +169,22 @@ def benchmark_command(cell: Cell, grid: Grid, opts: BenchOptions) -> str:
 def train_eval_commands(cell: Cell, grid: Grid, opts: BenchOptions) -> tuple[str, str]:
     """The equivalent `bncr train ... --resume auto` and `bncr eval ...` of a cell (same config and metrics)."""
     run = cell.run_dir(opts.root)
+    if grid.kind == "restoration":
+        cfg = restore_cell_config(cell, grid, opts)
+        t = ["bncr", "restore", "train", "--method", cfg.method, "--setting", cell.setting, "--dataset", cfg.dataset,
+             "--preset", opts.preset_name(grid), "--seed", str(cell.seed), "--out", str(run), "--resume", "auto",
+             "--no-progress"]
+        t += ["--known-setting", cfg.known_setting] if cfg.known_setting else []
+        t += ["--run", cfg.run] if cfg.run else []
+        t += ["--data-root", cfg.data_root] if cfg.data_root else []
+        t += ["--count", str(cfg.count)] if cfg.count is not None and not cfg.run else []
+        t += ["--iters", str(opts.iters)] if opts.iters is not None else []
+        for s in opts.sets:
+            t += ["--set", s]
+        e = ["bncr", "restore", "eval", str(run), "--setting", grid.test_setting, "--num", str(opts.eval_num(grid))]
+        for m in opts.metric_kinds(grid):
+            e += ["--metric", m]
+        return shlex.join(t), shlex.join(e)
     t = ["bncr", "train", "--model", cell.model, "--setting", cell.setting,
          "--dataset", dataset_spec(cell.dataset, opts), "--preset", opts.preset_name(grid),
          "--seed", str(cell.seed), "--out", str(run), "--resume", "auto", "--no-progress"]
@@ -151,14 +214,17 @@ class CellStatus:
     iteration: int = 0
 
 
-def _last_iteration(run: Path) -> int:
+def _last_iteration(run: Path, grid: Grid) -> int:
     from ..metrics.evaluate import list_snapshots, snapshot_iteration
-    snaps = list_snapshots(run)
+    snaps = sorted(run.glob("restorer-*.pt"), key=snapshot_iteration) if grid.kind == "restoration" \
+        else list_snapshots(run)
     return snapshot_iteration(snaps[-1]) if snaps else 0
 
 
-def final_snapshot(run: Path, iters: int) -> Path:
-    return run / f"snapshot-{int(iters):06d}.pt"
+def final_snapshot(run: Path, iters: int, grid: Optional[Grid] = None) -> Path:
+    """The file a finished cell has: its final G_x snapshot (a restoration cell: its final restorer)."""
+    prefix = "restorer" if grid is not None and grid.kind == "restoration" else "snapshot"
+    return run / f"{prefix}-{int(iters):06d}.pt"
 
 
 def metrics_done(run: Path, snapshot_name: str, names: Sequence[str]) -> list[str]:
@@ -170,7 +236,7 @@ def metrics_done(run: Path, snapshot_name: str, names: Sequence[str]) -> list[st
 def cell_status(cell: Cell, grid: Grid, opts: BenchOptions) -> CellStatus:
     run = cell.run_dir(opts.root)
     iters = cell_config(cell, grid, opts).iters
-    final = final_snapshot(run, iters)
+    final = final_snapshot(run, iters, grid)
     names = grid.metric_names(opts.metric_kinds(grid), opts.eval_num(grid))
     if final.is_file():
         done = metrics_done(run, final.name, names)
@@ -178,9 +244,13 @@ def cell_status(cell: Cell, grid: Grid, opts: BenchOptions) -> CellStatus:
             return CellStatus("done", f"{iters} it, {', '.join(names)}", iters)
         missing = [n for n in names if n not in done]
         return CellStatus("trained", f"{iters} it, evaluation pending ({', '.join(missing)})", iters)
-    last = _last_iteration(run) if run.is_dir() else 0
+    last = _last_iteration(run, grid) if run.is_dir() else 0
     if last or (run / "config.json").is_file():
         return CellStatus("partial", f"snapshot at {last} of {iters} it", last)
+    src = source_cell(cell, grid)
+    if src is not None:
+        st = source_status(cell, grid, opts)
+        return CellStatus("todo", f"0 of {iters} it; uses {src[1].name} cell {src[0].id} ({st.state})", 0)
     return CellStatus("todo", f"0 of {iters} it", 0)
 
 
@@ -313,8 +383,11 @@ def copy_results(cell: Cell, grid: Grid, opts: BenchOptions, result: dict, iters
         if src.is_file():
             with atomic_path(dest / f"metric-{n}-{sfx}.jsonl") as tmp:
                 shutil.copyfile(src, tmp)
-    snap = final_snapshot(run, iters)
-    if snap.is_file():
+    snap = final_snapshot(run, iters, grid)
+    if grid.kind == "restoration" and (run / "final.png").is_file():   # the before | after picture
+        with atomic_path(dest / f"samples-{sfx}.png") as tmp:
+            shutil.copyfile(run / "final.png", tmp)
+    elif snap.is_file():
         write_sample_grid(snap, dest / f"samples-{sfx}.png")
     atomic_write_text(dest / f"result-{sfx}.json", json.dumps(result, indent=1, sort_keys=True) + "\n")
     return dest
@@ -335,14 +408,31 @@ def _default_eval(run: Path, **kw: Any) -> Any:
     return evaluate_run(run, **kw)
 
 
+def _restore_train(cfg: Any, out: Path, resume: str, progress: bool) -> Any:
+    from ..restore.train import train_restorer
+    return train_restorer(cfg, out, resume=resume, progress=progress)
+
+
 def run_cell(cell: Cell, grid: Grid, opts: BenchOptions, *, train_fn: Optional[TrainFn] = None,
              eval_fn: Optional[EvalFn] = None, extractor: Any = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (resume=auto) and evaluate one cell unless it is finished; returns its result.json content.
 
     `train_fn(cfg, run_dir, resume="auto", progress=...)` and `eval_fn(run_dir, metrics=..., num=...,
-    snapshots=..., ...)` default to bncr.train.loop.train and bncr.metrics.evaluate.evaluate_run.
+    snapshots=..., ...)` default to bncr.train.loop.train and bncr.metrics.evaluate.evaluate_run (restoration
+    grids: bncr.restore.train.train_restorer and bncr.restore.evaluate.evaluate_restoration_run).
     """
+    if grid.kind == "restoration":
+        import functools
+
+        from ..restore.evaluate import evaluate_restoration_run
+        train_fn = train_fn or _restore_train
+        eval_fn = eval_fn or functools.partial(evaluate_restoration_run, test_setting=grid.test_setting,
+                                               data_root=opts.data_root)
+        src = source_cell(cell, grid)
+        if src is not None and source_status(cell, grid, opts).state not in ("done", "trained"):
+            raise UserError(f"[{cell.id}] needs the trained BNCR-GAN of cell {src[0].id} of grid {src[1].name}: "
+                            f"run `bncr benchmark --grid {src[1].name} --root {opts.root} --only {src[0].id}` first")
     train_fn = train_fn or _default_train
     eval_fn = eval_fn or _default_eval
     cfg = cell_config(cell, grid, opts)
@@ -362,13 +452,13 @@ def run_cell(cell: Cell, grid: Grid, opts: BenchOptions, *, train_fn: Optional[T
         return result
     ensure_writable_dir(run)
     if st.state != "trained":
-        log(f"[{cell.id}] training {cfg.model} on {cell.dataset} setting {cell.setting}, seed {cell.seed}, "
+        log(f"[{cell.id}] training {cell.model} on {cell.dataset} setting {cell.setting}, seed {cell.seed}, "
             f"{cfg.iters} it ({st.detail}) -> {run}")
         t0 = time.time()
         train_fn(cfg, run, resume="auto", progress=opts.progress)
         t_train = time.time() - t0
-        if not final_snapshot(run, cfg.iters).is_file():
-            raise UserError(f"[{cell.id}] training returned without {final_snapshot(run, cfg.iters).name}")
+        if not final_snapshot(run, cfg.iters, grid).is_file():
+            raise UserError(f"[{cell.id}] training returned without {final_snapshot(run, cfg.iters, grid).name}")
     log(f"[{cell.id}] evaluating {', '.join(opts.metric_kinds(grid))} on {opts.eval_num(grid)} samples "
         f"({opts.eval_snapshots(grid)} snapshots)")
     t0 = time.time()
@@ -377,7 +467,7 @@ def run_cell(cell: Cell, grid: Grid, opts: BenchOptions, *, train_fn: Optional[T
             device=opts.device, log=lambda s: log(f"[{cell.id}] {s}"))
     t_eval = time.time() - t0
     names = grid.metric_names(opts.metric_kinds(grid), opts.eval_num(grid))
-    missing = [n for n in names if n not in metrics_done(run, final_snapshot(run, cfg.iters).name, names)]
+    missing = [n for n in names if n not in metrics_done(run, final_snapshot(run, cfg.iters, grid).name, names)]
     if missing:
         raise UserError(f"[{cell.id}] evaluation wrote no line for the final snapshot in {', '.join(missing)}")
     result = build_result(cell, grid, opts, cfg, train_seconds_invocation=t_train, eval_seconds_invocation=t_eval)
@@ -403,7 +493,7 @@ def run_grid(grid: Grid, opts: BenchOptions, *, train_fn: Optional[TrainFn] = No
     """Run every selected cell in order; a failing cell is reported and (keep_going) the next one runs."""
     cells = grid_cells(grid, opts)
     out = GridRun()
-    if extractor is None and eval_fn is None:
+    if extractor is None and eval_fn is None and {"fid", "kid"} & set(opts.metric_kinds(grid)):
         todo = [c for c in cells if cell_status(c, grid, opts).state != "done"]
         if todo:  # one feature network for all cells; missing weights fail here, before any training
             from ..metrics.evaluate import resolve_device

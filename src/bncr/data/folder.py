@@ -98,8 +98,9 @@ def resize_square(img: np.ndarray, resolution: int, resample: int = RESIZE_FILTE
     return np.asarray(square.resize((resolution, resolution), resample)).copy()
 
 
-def load_image(path: Path, resolution: int) -> np.ndarray:
-    """Decode `path` to resolution x resolution x 3 uint8 RGB; UserError naming the file if it is unreadable."""
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode `path` at its own size to H x W x 3 uint8 RGB (rules in the module doc); UserError naming the file
+    if it is unreadable."""
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
@@ -109,7 +110,12 @@ def load_image(path: Path, resolution: int) -> np.ndarray:
                         f"(fix or remove the file, or skip unreadable files with skip_bad / --skip-bad)") from None
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise UserError(f"cannot read image {path}: it is empty ({rgb.shape[1]}x{rgb.shape[0]})")
-    return resize_square(rgb, resolution)
+    return rgb
+
+
+def load_image(path: Path, resolution: int) -> np.ndarray:
+    """Decode `path` to resolution x resolution x 3 uint8 RGB; UserError naming the file if it is unreadable."""
+    return resize_square(read_rgb(path), resolution)
 
 
 def check_image(path: Path) -> str | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -37,3 +37,17 @@ def load_checked(path: str | Path, fmt: str) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise UserError(f"{p}: not a {fmt} file")
     return obj
+
+
+def resume_path(out: Path, resume: Optional[str], state_file: str = STATE_FILE) -> Optional[Path]:
+    """The training state a run continues from: None for a new run (refused where `out` already holds one),
+    `out`'s state file for resume="auto" (None if it has none yet), else the given file or run directory's."""
+    existing = out / state_file
+    if resume is None:
+        if existing.exists() or (out / "config.json").exists():
+            raise UserError(f"{out} already holds a run: use --resume auto to continue it, or choose another --out")
+        return None
+    if resume == "auto":
+        return existing if existing.exists() else None
+    p = Path(resume)
+    return p / state_file if p.is_dir() else p

@@ -119,16 +119,22 @@ class TrainConfig:
 
     def override(self, assignments: list[str]) -> "TrainConfig":
         """Apply `key=value` strings (values parsed by the field's type; 'none' for None)."""
-        hints = get_type_hints(type(self))
-        new = dataclasses.replace(self)
-        for a in assignments:
-            key, sep, raw = a.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep or key not in hints:
-                names = ", ".join(f.name for f in fields(self))
-                raise UserError(f"--set {a!r}: expected key=value with key one of: {names}")
-            setattr(new, key, _parse(raw.strip(), hints[key], key))
-        return new
+        return override_fields(self, assignments)
+
+
+def override_fields(cfg: Any, assignments: list[str]) -> Any:
+    """A copy of the options dataclass `cfg` with `key=value` strings applied (each value parsed by its field's
+    type; 'none' for None); one UserError naming the assignment at fault. Shared by every options dataclass."""
+    hints = get_type_hints(type(cfg))
+    new = dataclasses.replace(cfg)
+    for a in assignments:
+        key, sep, raw = a.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in hints:
+            names = ", ".join(f.name for f in fields(cfg))
+            raise UserError(f"--set {a!r}: expected key=value with key one of: {names}")
+        setattr(new, key, _parse(raw.strip(), hints[key], key))
+    return new
 
 
 # The allowed values of the options that name a choice (validate() checks them).

@@ -32,7 +32,7 @@ from ..models.pixels import levels_to_model
 from ..models.registry import ModelSpec, get_model
 from ..nets.resnet import ResNetDiscriminator, ResNetGenerator, drawn
 from . import visual
-from .checkpoint import SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT, load_checked, save_atomic
+from .checkpoint import SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT, load_checked, resume_path, save_atomic
 from .config import TrainConfig
 from .loss import BNCRLoss
 from .steplog import StepLog
@@ -228,7 +228,7 @@ class Trainer:
         self.out = Path(out)
         if self.d.main:
             ensure_writable_dir(self.out)
-        state_path = self._resume_path(resume)
+        state_path = resume_path(self.out, resume, STATE_FILE)
         # data
         clean = open_dataset(cfg.dataset, cfg.resolution, root=cfg.data_root, count=cfg.count, skip_bad=cfg.skip_bad)
         self.resolution = int(clean.resolution)
@@ -292,18 +292,6 @@ class Trainer:
             raise UserError(f"cannot resume {self.out}: its training images were restored with {k}="
                             f"{before['options'].get(k)!r}, now {now['options'].get(k)!r} (e.g. jpegqs installed or "
                             f"removed since); restore the same way, or start a new --out")
-
-    def _resume_path(self, resume: Optional[str]) -> Optional[Path]:
-        existing = self.out / STATE_FILE
-        if resume is None:
-            if existing.exists() or (self.out / "config.json").exists():
-                raise UserError(f"{self.out} already holds a run: use --resume auto to continue it, "
-                                f"or choose another --out")
-            return None
-        if resume == "auto":
-            return existing if existing.exists() else None
-        p = Path(resume)
-        return p / STATE_FILE if p.is_dir() else p
 
     def _load_state(self, path: Path) -> None:
         s = load_checked(path, STATE_FORMAT)
