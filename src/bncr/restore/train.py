@@ -28,7 +28,7 @@ from ..models.pixels import levels_to_model
 from ..nets.resnet import ResNetDiscriminator
 from ..train import visual
 from ..train.checkpoint import load_checked, resume_path, save_atomic
-from ..train.loop import _check_finite, device_name, ema_update, git_commit, materialise, to_model_range
+from ..train.loop import TrainingDiverged, device_name, ema_update, git_commit, materialise, to_model_range
 from .config import RestoreConfig
 from .cyclegan import ImagePool, cyclegan_d_terms, cyclegan_g_terms, domains
 from .nets import RestorationGenerator
@@ -41,6 +41,16 @@ RESUMABLE_CHANGES = {"iters", "tick", "image_every", "snap_every", "threads"}
 
 
 # ---------------------------------------------------------------------------------------------- setup
+
+def check_finite(terms: dict[str, torch.Tensor], it: int) -> None:
+    """Stop with the term and iteration when a loss is not finite (one host read per step: restorers are small)."""
+    if bool(torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()):
+        return
+    for name, v in terms.items():
+        if not torch.isfinite(v).all():
+            raise TrainingDiverged(f"loss term {name} became {v.item()} at iteration {it}; "
+                                   f"the last good checkpoint is kept in the run directory")
+
 def resolve(cfg: RestoreConfig, device: Any = "cpu") -> tuple[RestoreConfig, Optional[nn.Module], dict[str, Any]]:
     """(cfg with its data options filled in, the measurement model F or None for CycleGAN, what F is).
 
@@ -214,7 +224,7 @@ class RestoreTrainer:
         return {k: v.item() for k, v in {**d_terms, **g_terms}.items()}
 
     def _update(self, opt: torch.optim.Optimizer, terms: dict[str, torch.Tensor]) -> None:
-        _check_finite(terms, self.it)
+        check_finite(terms, self.it)
         opt.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         opt.step()
