@@ -51,6 +51,7 @@ def check_finite(terms: dict[str, torch.Tensor], it: int) -> None:
             raise TrainingDiverged(f"loss term {name} became {v.item()} at iteration {it}; "
                                    f"the last good checkpoint is kept in the run directory")
 
+
 def resolve(cfg: RestoreConfig, device: Any = "cpu") -> tuple[RestoreConfig, Optional[nn.Module], dict[str, Any]]:
     """(cfg with its data options filled in, the measurement model F or None for CycleGAN, what F is).
 
