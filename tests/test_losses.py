@@ -5,7 +5,7 @@ import torch
 
 from bncr.degradations.settings import get_setting
 from bncr.models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, diversity_sensitive,
-                                r1_penalty)
+                                r1_penalty, total_variation)
 from bncr.models.pipeline import DegradationPipeline
 from bncr.errors import UserError
 from bncr.models.registry import MODELS, get_model
@@ -41,6 +41,36 @@ def test_ac_gradient_only_through_left_term():
     # norm="sum" is the squared L2 norm of Eq. 7-8: P times the per-value mean
     summed = adaptive_consistency(before.detach(), after, w.detach(), norm="sum")
     assert summed.item() == pytest.approx(P * loss.item(), rel=1e-5)
+
+
+def test_total_variation_prices_overshoot_not_blur():
+    ramp = torch.linspace(-1, 1, 16)
+    step = torch.where(ramp < 0, -0.5, 0.5).expand(1, 3, 16, 16)      # a vertical edge of height 1
+    assert total_variation(torch.zeros(2, 3, 16, 16)).item() == 0
+    assert total_variation(step).item() == pytest.approx(16 * 1.0 / step[0, 0].numel())   # 16 rows, one step each
+    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(step, (1, 1, 0, 0), mode="replicate"),
+                                             (1, 3), stride=1)
+    assert total_variation(blurred).item() == pytest.approx(total_variation(step).item(), rel=1e-5)
+    halo = step.clone()
+    halo[..., 7] -= 0.2                                                # overshoot on both sides of the edge
+    halo[..., 8] += 0.2
+    assert total_variation(halo).item() > 1.5 * total_variation(step).item()
+
+
+def test_tv_term_only_when_weighted_and_only_on_x():
+    from bncr.train.config import TrainConfig
+    from bncr.train.loss import BNCRLoss
+    spec = get_model("gan")
+    pipe = DegradationPipeline(spec, get_setting("A"), 16, z_dim=8)
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    lat = pipe.sample_latents(4, None, torch.device("cpu"))
+    out = pipe(x, lat)
+    D = lambda y: y.mean((1, 2, 3))                                    # noqa: E731
+    assert "G_x_tv" not in BNCRLoss(TrainConfig(model="gan", setting="A"), D, pipe, None).g_terms(out, lat)
+    terms = BNCRLoss(TrainConfig(model="gan", setting="A", tv=2.0), D, pipe, None).g_terms(out, lat)
+    assert terms["G_x_tv"].item() == pytest.approx(2.0 * total_variation(x).item(), rel=1e-6)
+    terms["G_x_tv"].backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_ac_no_gradient_into_degraded_term():

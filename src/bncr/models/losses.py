@@ -48,6 +48,17 @@ def diversity_sensitive(out: torch.Tensor, z: torch.Tensor, eps: float = 1e-8,
     return -reward
 
 
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation per value: mean_i of (sum |x[h+1]-x[h]| + sum |x[w+1]-x[w]|) / x_i.numel().
+
+    A prior on G_x's output: a monotone edge costs its height whether sharp or blurred, while overshoot
+    (the halos of an over-sharpened G_x under a too-wide learned kernel), grain and block steps cost extra.
+    """
+    dh = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).sum(1)
+    dw = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(1)
+    return ((dh + dw) / x[0].numel()).mean()
+
+
 def ac_blur_weight(k: torch.Tensor, mu_k: float) -> torch.Tensor:
     """exp(-mu_k H(k)) per kernel: 1 for the identity kernel, small for strong blur."""
     return torch.exp(-mu_k * kernel_entropy(k))

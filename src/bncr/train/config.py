@@ -61,6 +61,7 @@ class TrainConfig:
     ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
     mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
     mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
+    tv: float = 0.0                  # weight of a total-variation prior on G_x's output (not in the paper; 0: off)
     # --- optimisation (NR-GAN defaults)
     iters: int = 200_000             # generator updates (the paper: 200k)
     batch: int = 64                  # D batch (real and fake); summed over all ranks
@@ -108,7 +109,7 @@ class TrainConfig:
             if getattr(self, key) is not None and not getattr(self, key) > 0:
                 raise UserError(f"option {key} must be > 0, got {getattr(self, key)}")
         for key in ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau", "ac", "deg_warmup",
-                    "mu_k", "mu_q"):
+                    "mu_k", "mu_q", "tv"):
             if (getattr(self, key) or 0) < 0:
                 raise UserError(f"option {key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.ema < 1:
@@ -154,7 +155,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param"),
     "losses": ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
-               "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q"),
+               "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q", "tv"),
     "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "beta1", "beta2", "ema",
                      "seed"),
     "logging and machine": ("tick", "image_every", "snap_every", "threads", "cuda_graph", "compile"),
@@ -193,6 +194,7 @@ PAPER: dict[str, Any] = {
     "ac": 1.0,                # Eq. 6: L_AC added with weight 1
     "ac_norm": "sum",         # Eq. 7-8: the squared norm ||.||^2 of the whole image
     "mu_k": 1.0, "mu_q": 10.0,  # scales of Eq. 7-8: the paper gives no values; the project's choice
+    "tv": 0.0,                # no prior on G_x's output
     # optimisation: NR-GAN's Adam and schedule, 200k iterations (Sec. 7.1)
     "iters": 200_000, "batch": 64, "g_batch_mult": 2, "lr": 2e-4, "d_lr": None, "deg_lr": None, "deg_warmup": 0,
     "beta1": 0.0, "beta2": 0.99, "ema": 0.999,

@@ -12,7 +12,8 @@ from typing import Callable, Optional
 import torch
 
 from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, d_loss_nonsaturating,
-                             diversity_sensitive, g_loss_nonsaturating, g_loss_per_image, r1_penalty)
+                             diversity_sensitive, g_loss_nonsaturating, g_loss_per_image, r1_penalty,
+                             total_variation)
 from ..models.pipeline import DegradationPipeline, PipelineOutput
 from ..nets.degradation_generators import Q_MIN
 from ..nets.resnet import drawn
@@ -56,6 +57,8 @@ class BNCRLoss:
         if spec.ac_comp and cfg.ac > 0 and out.q is not None:
             terms["AC_comp"] = cfg.ac * adaptive_consistency(out.u, out.y, ac_comp_weight(out.q, cfg.mu_q),
                                                              cfg.ac_norm)
+        if cfg.tv > 0:
+            terms["G_x_tv"] = cfg.tv * total_variation(out.x)
         return terms
 
     def ds_weight(self, which: str) -> tuple[float, float]:
