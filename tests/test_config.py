@@ -68,7 +68,8 @@ def test_every_preset_validates_and_bad_values_name_the_option():
     for name in PRESETS:
         preset(name).validate()
     for key, value in [("q_grad", "magic"), ("ema", 1.5), ("iters", 0), ("ds_q", -1.0), ("lr", 0.0),
-                       ("noise_prior", "gauss"), ("mask_init", 1.0)]:
+                       ("noise_prior", "gauss"), ("mask_init", 1.0), ("noise_init", 2.0), ("q_init", 1.0),
+                       ("tv", -1.0)]:
         cfg = TrainConfig()
         setattr(cfg, key, value)
         with pytest.raises(UserError, match=key):
@@ -128,3 +129,17 @@ def test_dry_run_prints_every_presets_resolved_options(name, capsys):
     assert main(["train", "--preset", name, "--model", "bncr-gan", "--setting", "N", "--dry-run"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert TrainConfig.from_dict(printed) == preset(name)      # complete, and exactly the preset
+
+
+def test_noise_and_quality_init_set_the_generators_starting_point():
+    from bncr.nets.degradation_generators import NOISE_AB_INIT
+    base = TrainConfig(width=8, z_dim=16)
+    pipe = build_nets(base, get_model("bncr-gan"), get_setting("N"), 32).pipe
+    z = torch.zeros(4, 16)                                 # z = 0: the output biases alone
+    a0, b0 = pipe.G_n(z)
+    assert a0[0].item() == pytest.approx(NOISE_AB_INIT[0], rel=1e-4)
+    strong = build_nets(TrainConfig(width=8, z_dim=16, noise_init=1e-2, q_init=30.0), get_model("bncr-gan"),
+                        get_setting("N"), 32).pipe
+    a, b = strong.G_n(z)
+    assert a[0].item() == pytest.approx(1e-2, rel=1e-4) and b[0].item() == pytest.approx(1e-3, rel=1e-4)
+    assert strong.G_q(z).q[0].item() == pytest.approx(30.0, abs=1e-3)

@@ -18,7 +18,8 @@ from ..degradations.diff_jpeg import diff_jpeg
 from ..degradations.noise_layer import generated_noise
 from ..degradations.settings import Setting, sample_params
 from ..errors import UserError
-from ..nets.degradation_generators import (KernelGenerator, KernelParameter, NoiseParameter, NoiseParamGenerator,
+from ..nets.degradation_generators import (NOISE_AB_INIT, KernelGenerator, KernelParameter, NoiseParameter,
+                                           NoiseParamGenerator,
                                            QualityGenerator, QualityParameter, default_kernel_size)
 from ..nets.resnet import ResNetGenerator, drawn
 from ..train.config import TrainConfig, default
@@ -83,7 +84,8 @@ class DegradationPipeline(nn.Module):
                  mask_init: float = default("mask_init"), data_seed: int = default("data_seed"),
                  bank_size: int = 4096, dequantize: bool = default("dequantize"), q_param: str = default("q_param"),
                  q_grad: str = default("q_grad"), ds_ab: str = default("ds_ab"),
-                 ds_q_target: str = default("ds_q_target"), ds_n_target: str = default("ds_n_target")):
+                 ds_q_target: str = default("ds_q_target"), ds_n_target: str = default("ds_n_target"),
+                 noise_init: Optional[float] = default("noise_init"), q_init: Optional[float] = default("q_init")):
         """Keyword defaults are the training options' (train/config.py); `from_config` passes a config's."""
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
@@ -125,12 +127,14 @@ class DegradationPipeline(nn.Module):
         elif spec.blur == "parameter":
             self.G_k = KernelParameter(kernel_size, mask=spec.blur_mask, mask_init=mask_init)
         if spec.noise == "generator":
-            self.G_n = (NoiseParamGenerator(z_dim=z_dim) if noise_gen == "ab"
+            ab_init = NOISE_AB_INIT if noise_init is None else (noise_init, noise_init / 10)
+            self.G_n = (NoiseParamGenerator(z_dim=z_dim, init=ab_init) if noise_gen == "ab"
                         else ResNetGenerator(resolution, noise_width, z_dim))
         elif spec.noise == "parameter":
             self.G_n = NoiseParameter(kind="ab" if noise_gen == "ab" else "map", resolution=resolution)
         if spec.jpeg == "generator":
-            self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
+            self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param,
+                                        q_init=q_init)
         elif spec.jpeg == "parameter":
             self.G_q = QualityParameter(mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
 
@@ -140,7 +144,8 @@ class DegradationPipeline(nn.Module):
         return cls(spec, setting, resolution, z_dim=cfg.z_dim, kernel_size=cfg.kernel_size, noise_gen=cfg.noise_gen,
                    noise_prior=cfg.noise_prior, noise_width=cfg.width, mask_init=cfg.mask_init,
                    data_seed=cfg.data_seed, dequantize=cfg.dequantize, q_param=cfg.q_param, q_grad=cfg.q_grad,
-                   ds_ab=cfg.ds_ab, ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target)
+                   ds_ab=cfg.ds_ab, ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target,
+                   noise_init=cfg.noise_init, q_init=cfg.q_init)
 
     # ------------------------------------------------------------------ latents
     def generators(self) -> dict[str, nn.Module]:

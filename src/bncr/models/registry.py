@@ -77,6 +77,12 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
               "generator", "generator", "generator", ac_blur=True, ac_comp=True),
     ModelSpec("bncr-gan-noac", "BNCR-GAN without adaptive consistency losses",
               "generator", "generator", "generator"),
+    # diagnostics (not in the paper): BNCR-GAN with one part of the degradation given by the true simulator,
+    # to attribute its gap to AmbientGAN to the learned blur or to the learned noise and JPEG
+    ModelSpec("bncr-gan-known-blur", "BNCR-GAN with the true blur simulator in place of G_k (diagnostic)",
+              "known", "generator", "generator", ac_comp=True),
+    ModelSpec("bncr-gan-known-nq", "BNCR-GAN with the true noise and JPEG simulators, only G_k learned (diagnostic)",
+              "generator", "known", "known", ac_blur=True),
     ModelSpec("deblur+gan", "GAN on the training images deblurred with each one's true kernel "
               "(Krishnan-Fergus deconvolution; the paper's Deblur+GAN†)", restore="deblur"),
     ModelSpec("deblock+gan", "GAN on the training images deblocked at each one's true JPEG quality "

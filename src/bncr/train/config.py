@@ -40,6 +40,8 @@ class TrainConfig:
     noise_gen: str = "ab"            # G_n: "ab" per-image (a, b) of variance a*x + b, or "map" (ResNet like G_x)
     noise_prior: str = "poisson"     # prior of a "map" G_n: additive | multiplicative | poisson
     mask_init: float = 0.5           # initial m_k and m_q
+    noise_init: Optional[float] = None  # initial shot variance a of the "ab" G_n (b = a / 10; None: 1e-4, near clean)
+    q_init: Optional[float] = None   # initial quality of G_q (None: the head's zero bias, q near 50)
     q_grad: str = "fd"               # gradient reaching q: "fd" finite differences of G_adv | "ste" through the diff. JPEG
     q_fd_step: float = 5.0           # half-step (quality units) of the "fd" estimate
     q_fd_sides: int = 1              # "fd" estimate: 1 one-sided, random sign (one extra D forward) | 2 central (two)
@@ -114,6 +116,10 @@ class TrainConfig:
                 raise UserError(f"option {key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.ema < 1:
             raise UserError(f"option ema must be in [0, 1), got {self.ema}")
+        if self.noise_init is not None and not 0 < self.noise_init <= 1:
+            raise UserError(f"option noise_init must be a variance in (0, 1], got {self.noise_init}")
+        if self.q_init is not None and not 2 <= self.q_init <= 100:
+            raise UserError(f"option q_init must be a JPEG quality in [2, 100], got {self.q_init}")
         if not 0 < self.mask_init < 1:
             raise UserError(f"option mask_init must be in (0, 1), got {self.mask_init}")
         return self
@@ -152,7 +158,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("model", "setting", "dataset", "data_root", "resolution", "count", "skip_bad", "data_seed", "dequantize",
              "oracle_clean"),
     "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "channels_last"),
-    "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "q_grad", "q_fd_step",
+    "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param"),
     "losses": ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
                "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q", "tv"),
@@ -181,6 +187,7 @@ PAPER: dict[str, Any] = {
     "channels_last": False,                           # memory layout only, no effect on the result
     # degradation generators (Sec. 4-6): three-layer MLPs for G_k and G_q, G_n per image (Sec. 7.1)
     "kernel_size": None, "noise_gen": "ab", "noise_prior": "poisson", "mask_init": 0.5,
+    "noise_init": None, "q_init": None,               # G_n near clean, G_q's zero output bias
     "q_grad": "ste",          # Sec. 5: q^g reaches D through a differentiable JPEG (gradient through the codec)
     "q_fd_step": 5.0, "q_fd_sides": 1,                #   (unused with "ste")
     "q_param": "sigmoid",     # G_q outputs a quality in (0, 100)

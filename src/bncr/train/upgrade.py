@@ -24,6 +24,7 @@ existed*, listed here once and frozen (it must never follow later changes of the
     skip_bad         False
     cuda_graph       "false"                   the captured training step (eager before); later "auto"
     compile          False
+    noise_init, q_init  None, None             initial G_n / G_q strength (CPU scale: start strong)
     tv               0.0                       the total-variation prior on G_x (CPU scale)
 
 A config lacking an option *not* in this table is not one this package wrote: it is refused with the option named.
@@ -40,7 +41,8 @@ BEFORE_OPTION_EXISTED: dict[str, Any] = {
     "q_fd_step": 5.0, "q_fd_sides": 2, "ds_tau": 0.0, "ds_ab": "std", "ac_norm": "mean",
     "ds_k": None, "ds_n": None, "ds_q": None, "ds_q_target": "both", "ds_n_target": "params",
     "ds_k_tau": None, "ds_n_tau": None, "ds_q_tau": None, "g_upsample": "nearest", "channels_last": False,
-    "skip_bad": False, "cuda_graph": "false", "compile": False, "tv": 0.0,
+    "skip_bad": False, "cuda_graph": "false", "compile": False, "tv": 0.0, "noise_init": None,
+    "q_init": None,
 }
 
 
