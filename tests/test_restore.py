@@ -195,6 +195,39 @@ def test_unir_dagger_trains_saves_resumes_and_loads(tmp_path):
     assert G(torch.zeros(1, 3, 16, 16)).shape == (1, 3, 16, 16)
 
 
+def test_restore_steps_make_no_host_read_between_ticks(tmp_path):
+    """The loss terms stay on the device (StepLog): a step reads nothing back (on a GPU it would wait)."""
+    from bncr.restore.train import RestoreTrainer
+    from bncr.train.steplog import HostReads, adam_host_steps
+    t = RestoreTrainer(_tiny(known_setting="N"), tmp_path / "u", progress=False)
+    t.step()                                   # Adam's state and the log's vectors are created here
+    with HostReads(ignore=adam_host_steps(t.opt_D, t.opt_G)) as r:
+        t.step()
+        t.step()
+    assert r.count == 0, r.where
+    means, diverged = t.log.read()
+    assert diverged is None and {"D_adv", "G_adv", "G_back"} <= set(means)
+
+
+def test_a_non_finite_loss_stops_before_the_next_checkpoint(tmp_path, monkeypatch):
+    import bncr.restore.train as rt
+    from bncr.train.loop import TrainingDiverged
+    real = rt.unir_g_terms
+    calls = []
+
+    def poisoned(*a, **k):
+        terms = real(*a, **k)
+        calls.append(1)
+        if len(calls) == 3:                    # iteration 2 (0-based)
+            terms["G_back"] = terms["G_back"] * float("nan")
+        return terms
+    monkeypatch.setattr(rt, "unir_g_terms", poisoned)
+    out = tmp_path / "u"
+    with pytest.raises(TrainingDiverged, match="G_back became nan at iteration 2"):
+        train_restorer(_tiny(known_setting="N", iters=4, tick=4, image_every=4, snap_every=2), out, progress=False)
+    assert (out / "restorer-000002.pt").is_file() and not (out / "restorer-000004.pt").exists()
+
+
 def test_bncr_gan_unir_uses_the_runs_frozen_generators(tmp_path):
     from bncr.api import load_pipeline
     from bncr.train.config import TrainConfig

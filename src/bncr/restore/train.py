@@ -29,6 +29,7 @@ from ..nets.resnet import ResNetDiscriminator
 from ..train import visual
 from ..train.checkpoint import load_checked, resume_path, save_atomic
 from ..train.loop import TrainingDiverged, device_name, ema_update, git_commit, materialise, to_model_range
+from ..train.steplog import StepLog
 from .config import RestoreConfig
 from .cyclegan import ImagePool, cyclegan_d_terms, cyclegan_g_terms, domains
 from .nets import RestorationGenerator
@@ -41,16 +42,6 @@ RESUMABLE_CHANGES = {"iters", "tick", "image_every", "snap_every", "threads"}
 
 
 # ---------------------------------------------------------------------------------------------- setup
-
-def check_finite(terms: dict[str, torch.Tensor], it: int) -> None:
-    """Stop with the term and iteration when a loss is not finite (one host read per step: restorers are small)."""
-    if bool(torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()):
-        return
-    for name, v in terms.items():
-        if not torch.isfinite(v).all():
-            raise TrainingDiverged(f"loss term {name} became {v.item()} at iteration {it}; "
-                                   f"the last good checkpoint is kept in the run directory")
-
 
 def resolve(cfg: RestoreConfig, device: Any = "cpu") -> tuple[RestoreConfig, Optional[nn.Module], dict[str, Any]]:
     """(cfg with its data options filled in, the measurement model F or None for CycleGAN, what F is).
@@ -157,8 +148,12 @@ class RestoreTrainer:
         self.opt_G = torch.optim.Adam(g_params, lr=lr, betas=betas)
         self.opt_D = torch.optim.Adam(d_params, lr=d_lr, betas=betas)
         self.it = 0
+        # per-step statistics and finite checks stay on the device; read at ticks, pictures and snapshots only
+        self.log = StepLog(self.device)
+        self.it_dev = torch.zeros((), dtype=torch.int64, device=self.device)
         if state_path is not None:
             self._load_state(state_path)
+            self.it_dev.fill_(self.it)
         g = torch.Generator().manual_seed(12345)
         pick = self.idx_a[torch.randint(0, len(self.idx_a), (32,), generator=g)]
         self.fixed = {"y": self.y_real[pick], "x": self.x_clean[pick]}
@@ -199,7 +194,8 @@ class RestoreTrainer:
         pick = idx[torch.randint(0, len(idx), (self.cfg.batch,), generator=self.gen)]
         return to_model_range(self.y_real[pick], self.gen, self.cfg.dequantize).to(self.device)
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> None:
+        """One D and one G update; the loss terms go to :attr:`log` (no host read)."""
         cfg, n = self.cfg, self.nets
         if cfg.method == "cyclegan":
             a, b = self._batch(self.idx_a), self._batch(self.idx_b)
@@ -222,10 +218,12 @@ class RestoreTrainer:
             g_terms = unir_g_terms(n.G, n.D, self.F, y_hat, theta, cfg.lambda_back)
             self._update(self.opt_G, g_terms)
         ema_update(n.G_ema, n.G, cfg.ema)
-        return {k: v.item() for k, v in {**d_terms, **g_terms}.items()}
+        terms = {**d_terms, **g_terms}
+        self.log.record(terms, terms, self.it_dev)
+        self.log.count(terms)
+        self.it_dev.add_(1)
 
     def _update(self, opt: torch.optim.Optimizer, terms: dict[str, torch.Tensor]) -> None:
-        check_finite(terms, self.it)
         opt.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         opt.step()
@@ -257,25 +255,35 @@ class RestoreTrainer:
                 f"setting {self.setting.name} ({self.setting.description}) at {self.resolution}px; device {self.device}")
         else:
             say(f"resumed at iteration {self.it}")
-        acc: dict[str, list[float]] = {}
+        self.log.reset()
         t_tick, it_tick = time.time(), self.it
         bar = tqdm(total=cfg.iters, initial=self.it, desc=f"restore ({cfg.method})", unit="it",
                    disable=not self.progress, dynamic_ncols=True, mininterval=1.0)
         try:
             while self.it < cfg.iters:
-                for k, v in self.step().items():
-                    acc.setdefault(k, []).append(v)
+                self.step()
                 self.it += 1
                 bar.update(1)
-                if self.it % cfg.tick == 0 or self.it == cfg.iters:
+                tick = self.it % cfg.tick == 0 or self.it == cfg.iters
+                picture = self.it % cfg.image_every == 0 or self.it == cfg.iters
+                snap = self.it % cfg.snap_every == 0 or self.it == cfg.iters
+                if not (tick or picture or snap):
+                    continue        # nothing read from the device: the host runs ahead of it
+                means, diverged = self.log.read()   # the one read: statistics and finite checks
+                if diverged is not None:            # before any picture or checkpoint of the diverged weights
+                    raise TrainingDiverged(f"loss term {diverged.term} became {diverged.value} at iteration "
+                                           f"{diverged.iteration}; the last good checkpoint is kept in the run "
+                                           f"directory")
+                if tick:
                     row = {"iteration": self.it, "it_per_s": (self.it - it_tick) / max(time.time() - t_tick, 1e-9),
-                           **{k: float(np.mean(v)) for k, v in acc.items()}}
-                    acc, t_tick, it_tick = {}, time.time(), self.it
+                           **means}
+                    self.log.reset()
+                    t_tick, it_tick = time.time(), self.it
                     stats_f.write(json.dumps(row) + "\n")
                     stats_f.flush()
-                if self.it % cfg.image_every == 0 or self.it == cfg.iters:
+                if picture:
                     self.pictures()
-                if self.it % cfg.snap_every == 0 or self.it == cfg.iters:
+                if snap:
                     self.save()
         finally:
             bar.close()
