@@ -96,7 +96,7 @@ def default_kernel_size(resolution: int) -> int:
 def identity_kernel(kernel_size: int, device=None, dtype=None) -> torch.Tensor:
     """k_I: (K, K) zeros with a one at the centre; blurring with it changes nothing."""
     k = torch.zeros(kernel_size, kernel_size, device=device, dtype=dtype)
-    k[kernel_size // 2, kernel_size // 2] = 1.0
+    k[kernel_size // 2, kernel_size // 2].fill_(1.0)   # not `= 1.0`: that copies a host scalar (no CUDA graph capture)
     return k
 
 

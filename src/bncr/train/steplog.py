@@ -92,7 +92,8 @@ class HostReads:
 
     Counted: reads of tensor values (``aten._local_scalar_dense``, behind ``.item()``, ``float()`` and ``bool()`` on
     a tensor; ``Tensor.tolist`` and ``Tensor.numpy``), copies between devices (blocking on a GPU, either way) and the
-    operations whose output shape depends on values (``nonzero``, boolean indexing, ``masked_select``, ``unique``).
+    operations whose output shape depends on values (``nonzero``, boolean indexing, ``masked_select``, ``unique``),
+    and tensors made from host data during the step (``lift_fresh``: ``torch.tensor(x)``, ``t[i] = 1.0``).
     On a CPU nothing actually waits, but the same code on a GPU would: so a CPU test can prove a step sync-free.
     `ignore` holds tensors whose reads are known not to happen on a GPU (Adam's CPU step counters, which are device
     tensors under ``capturable=True``). ``where`` keeps the source line (outside torch) of each count.
@@ -130,6 +131,10 @@ class HostReads:
             return torch.device(kwargs["device"]).type != args[0].device.type
         if name == "copy_":
             return args[0].device.type != args[1].device.type
+        if name in ("lift_fresh", "lift_fresh_copy"):
+            # a tensor made from host data inside the step (`torch.tensor(x)`, `t[i] = 1.0`): on a GPU a copy from the
+            # host, which a CUDA graph cannot capture (seen: the identity kernel's `k[c, c] = 1.0` broke the capture)
+            return True
         return False
 
     def __enter__(self) -> "HostReads":
