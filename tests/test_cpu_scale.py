@@ -77,7 +77,7 @@ def test_presets_explicit_and_documented_differences():
     # the paper's method as written differs from the default recipe exactly in the documented keys
     diff = {k for k, v in d.to_dict().items() if p.to_dict()[k] != v}
     assert diff == {"q_grad", "q_param", "ds_q_target", "ds_q_tau", "ac_norm"}
-    assert (lap.dataset, lap.width, lap.batch) == ("shapes", 16, 16)
+    assert (lap.dataset, lap.width, lap.d_width, lap.batch) == ("shapes", 16, 32, 16)
     table = preset_differences()
     assert "q_grad" in table and "laptop" in table and "beta2" not in table   # same in every preset
     with pytest.raises(UserError, match="unknown --preset"):

@@ -161,7 +161,9 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
          (0, 1, 2), "laptop", ("kid",), 500, "last", commit_results=True,
          notes=("500 generated vs 500 clean training images, KID only (unbiased at this sample count; FID is not).",
                 "What the numbers mean, the degradation statistics of each model's clean fakes and the seeds that "
-                "were run: docs/research/cpu-scale.md.")),
+                "were run: docs/research/cpu-scale.md.",
+                "The committed B and H cells (seed 0) were trained with d_width=16, before `laptop`'s D became "
+                "32 wide (2026-12-04, cpu-scale.md section 9); each result file records its options.")),
     Grid("table4", "Table 4: image restoration on CIFAR-10, trained on settings O-Q and N, tested on images "
          "degraded by N", ("cifar10",),
          tuple((s, ("unir-dagger", "bncr-gan+unir", "cyclegan") if s != "N" else ("unir-dagger", "bncr-gan+unir"))
