@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -175,6 +177,30 @@ def test_demo_trains_both_side_by_side_and_reports(tmp_path, monkeypatch, capsys
     assert main(["demo", "--out", str(out), "--num", "12", "--set", "iters=2", "--set", "count=32",
                  "--set", "width=8", "--set", "batch=4", "--set", "z_dim=16"]) == 0
     assert (out / "gan" / "stats.jsonl").read_text() == before
+    # GAN's rows measured early (on the core it frees) give the same summary as measuring both at the end
+    from bncr.demo import summary
+    from bncr.metrics.compare import compare_runs
+    both = summary(out, out / "bncr-gan", out / "gan", 12)
+    early = summary(out, out / "bncr-gan", out / "gan", 12, gan_rows=compare_runs([out / "gan"], num=12, progress=False))
+    assert early == both and both.index("| bncr-gan (it 2) |") < both.index("| gan (it 2) |")
+
+
+def test_demo_measures_the_run_that_ends_first_while_the_other_trains(tmp_path, monkeypatch):
+    import bncr.demo as demo
+    times = {"slow": 3.0, "fast": 0.2, "broken": -1}
+
+    def cmd(model, out, preset, setting, sets):
+        t = times[model]
+        return [sys.executable, "-c", f"import time, sys; time.sleep({max(t, 0)}); sys.exit({int(t < 0)})"]
+    monkeypatch.setattr(demo, "_train_cmd", cmd)
+    seen = []
+    t0 = time.time()
+    demo.train_side_by_side(tmp_path, ["slow", "fast"], "laptop", "N", (),
+                            on_early_finish=lambda m: seen.append((m, time.time() - t0)))
+    assert [m for m, _ in seen] == ["fast"] and seen[0][1] < 2.5       # called while "slow" still ran
+    with pytest.raises(UserError, match="broken"):
+        demo.train_side_by_side(tmp_path, ["slow", "broken"], "laptop", "N", (), on_early_finish=seen.append)
+    assert len(seen) == 1                                                # no early measurement after a failure
 
 
 def test_metric_takes_several_values_and_train_skips_bad_files(tmp_path, capsys):

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -42,19 +42,31 @@ def _train_cmd(model: str, out: Path, preset: str, setting: str, sets: Sequence[
     return cmd
 
 
-def train_side_by_side(out: Path, models: Sequence[str], preset: str, setting: str, sets: Sequence[str]) -> None:
-    """Train `models` as parallel processes (one thread each); the first one's progress bar is shown."""
+def train_side_by_side(out: Path, models: Sequence[str], preset: str, setting: str, sets: Sequence[str],
+                       on_early_finish: Optional[Callable[[str], None]] = None) -> None:
+    """Train `models` as parallel processes (one thread each); the first one's progress bar is shown.
+
+    on_early_finish(model) runs in this process when a model's training ends while another is still training (its
+    core is free then: the demo measures the finished run there)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     procs = []
     for i, m in enumerate(models):
         log = open(out / f"{m}.train.log", "a")
         procs.append((m, subprocess.Popen(_train_cmd(m, out / m, preset, setting, sets), env=env,
                                           stdout=log if i else None, stderr=log if i else None), log))
-    failed = []
-    for m, p, log in procs:
-        if p.wait() != 0:
-            failed.append(m)
-        log.close()
+    failed, running = [], list(procs)
+    while running:
+        ended = [x for x in running if x[1].poll() is not None]
+        if not ended:
+            time.sleep(1.0)
+            continue
+        for m, p, log in ended:
+            running.remove((m, p, log))
+            log.close()
+            if p.returncode != 0:
+                failed.append(m)
+            elif running and on_early_finish is not None and not failed:
+                on_early_finish(m)
     if failed:
         raise UserError(f"demo: training of {', '.join(failed)} failed (see {out}/<model>.train.log and the output above)")
 
@@ -82,11 +94,18 @@ def demo_picture(out: Path, bncr_run: Path, gan_run: Path, n: int = 16) -> Path:
     return path
 
 
-def summary(out: Path, bncr_run: Path, gan_run: Path, num: int) -> str:
+def summary(out: Path, bncr_run: Path, gan_run: Path, num: int, gan_rows: Optional[list] = None) -> str:
+    """summary.md: KID and statistics of both runs and the data, and BNCR-GAN's recovered degradation.
+
+    gan_rows: `compare_runs([gan_run], num)` measured earlier (the data rows and GAN's row), so that only BNCR-GAN's
+    row is measured here; the table is the same either way."""
     from .metrics.compare import compare_runs, markdown
     from .report import inspect_run
     from .report.recovery import markdown_table
-    rows = compare_runs([bncr_run, gan_run], num=num, progress=True)
+    if gan_rows is None:
+        rows = compare_runs([bncr_run, gan_run], num=num, progress=True)
+    else:
+        rows = gan_rows[:-1] + compare_runs([bncr_run], num=num, data_rows=False, progress=True) + gan_rows[-1:]
     rep = inspect_run(bncr_run, n=1024, images=False)
     keep = [r for r in rep.recovery.rows if r.key in RECOVERY_KEYS]
     by = {r.name: r.values["kid"] for r in rows}
@@ -109,15 +128,32 @@ def run_demo(out: str | Path = "demo-out", *, preset: str = "laptop", setting: s
     t0 = time.time()
     print(f"demo: training {' and '.join(models)} side by side (preset {preset}, setting {setting}) into {out}/ ...",
           flush=True)
-    train_side_by_side(out, models, preset, setting, tuple(DEMO_SETS if preset == "laptop" else ()) + tuple(sets))
     from .metrics.evaluate import one_line_warnings
+    bncr_run, gan_run = out / models[0], out / models[1]
+    early: dict[str, list] = {}
+
+    def measure_early(model: str) -> None:   # GAN ends first: measure it and the data on its free core
+        if model != models[1]:
+            return
+        import torch
+        from .metrics.compare import compare_runs
+        print(f"\ndemo: {model} finished; measuring it and the data while {models[0]} trains ...", flush=True)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with one_line_warnings():
+                early["gan"] = compare_runs([gan_run], num=num, progress=False)
+        finally:
+            torch.set_num_threads(threads)
+
+    train_side_by_side(out, models, preset, setting, tuple(DEMO_SETS if preset == "laptop" else ()) + tuple(sets),
+                       on_early_finish=measure_early)
     t1 = time.time()
     print(f"demo: trained in {t1 - t0:.0f} s; measuring KID ({num} images each) and the learned degradation ...",
           flush=True)
-    bncr_run, gan_run = out / models[0], out / models[1]
     with one_line_warnings():
         pic = demo_picture(out, bncr_run, gan_run)
-        print(summary(out, bncr_run, gan_run, num))
+        print(summary(out, bncr_run, gan_run, num, gan_rows=early.get("gan")))
     print(f"demo: done in {time.time() - t0:.0f} s; picture {pic}, numbers {out / 'summary.md'}")
     return pic
 
