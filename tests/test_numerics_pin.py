@@ -17,8 +17,11 @@ def test_training_steps_match_the_pin(case, tmp_path):
         for k in w:
             if k == "it_per_s":
                 continue
-            # 1e-5 relative: one CPU build, but other vector units may round differently
-            assert math.isclose(g[k], w[k], rel_tol=1e-5, abs_tol=1e-7), f"step {i + 1} {k}: {g[k]} != {w[k]}"
+            # 1e-5 relative: one CPU build, but other vector units may round differently. 1e-6 absolute: G_q_fd is a
+            # difference of two near-equal losses through the real (rounding) codec; on a second 2-core machine it
+            # differed from the pin by 1.5e-7 (8e-5 relative) while every other term stayed within 1e-5
+            assert math.isclose(g[k], w[k], rel_tol=1e-5, abs_tol=1e-6), f"step {i + 1} {k}: {g[k]} != {w[k]}"
     for net, (s, a) in want["params"].items():
-        assert math.isclose(got["params"][net][0], s, rel_tol=1e-6, abs_tol=1e-6), f"{net} parameter sum"
-        assert math.isclose(got["params"][net][1], a, rel_tol=1e-6), f"{net} parameter abs-sum"
+        # 1e-5 relative (that machine: 2.3e-6 on cr-gan's pipe); a change of the numerics moves these by far more
+        assert math.isclose(got["params"][net][0], s, rel_tol=1e-5, abs_tol=1e-6), f"{net} parameter sum"
+        assert math.isclose(got["params"][net][1], a, rel_tol=1e-5), f"{net} parameter abs-sum"
