@@ -8,8 +8,8 @@ into OUT_DIR/runs-0.tar, runs-1.tar, ... of at most 15 MiB each. Prints what was
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import tarfile
 from pathlib import Path
 
@@ -61,6 +61,10 @@ def main(runs_dir: str, out_dir: str, jobs_file: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.exit(__doc__)
-    main(*sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs_dir", help="folder holding one folder per run (runs/gpu)")
+    ap.add_argument("out_dir", help="where the tars go (the device tool's $OUT)")
+    ap.add_argument("jobs_file", help="the job file the runs came from (sets the order)")
+    a = ap.parse_args()
+    main(a.runs_dir, a.out_dir, a.jobs_file)
