@@ -2,7 +2,8 @@
 
     python benchmarks/cpu_scale.py curve runs/x [runs/y ...] [--num 500] [--kid]
         per snapshot of each run: the degradation statistics of 500 EMA samples of G_x and their 7x7-patch
-        sliced Wasserstein distance to 500 clean training images (cheap); --kid adds KID (Inception, slow)
+        sliced Wasserstein distance to 500 clean training images (cheap); --kid adds KID (Inception, slow),
+        --kid-every K adds it at multiples of K iterations only
     python benchmarks/cpu_scale.py table OUT.md runs/x [runs/y ...] [--num 500]
         `bncr compare` of the runs (clean and degraded data rows first), medians per model, written to OUT.md (+ .json)
     python benchmarks/cpu_scale.py recovery runs/x [runs/y ...]
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 
-def curve(runs: list[str], num: int, kid: bool) -> None:
+def curve(runs: list[str], num: int, kid: bool, kid_every: int = 0) -> None:
     from bncr.api import load_generator, sample_images
     from bncr.metrics.evaluate import evaluate_run, list_snapshots, open_reference, run_config, snapshot_iteration
     from bncr.metrics.imagestats import image_stats
@@ -31,16 +32,25 @@ def curve(runs: list[str], num: int, kid: bool) -> None:
         ref = open_reference(cfg)
         clean = np.stack([ref[i] for i in range(min(num, len(ref)))])
         kids = {}
-        if kid:
+        if kid and not kid_every:
             rep = evaluate_run(run, metrics=("kid",), num=num, snapshots="all", progress=False)
             kids = {r.iteration: r.value for r in rep.rows}
+        if kid_every:   # KID of the same samples as the statistics, on every kid_every-th iteration only
+            from bncr.metrics.fid import kid_from_features
+            from bncr.metrics.inception import InceptionFeatures
+            from bncr.metrics.reference import reference_features
+            ext = InceptionFeatures(progress=False)
+            ref_f = reference_features(ref, num, ext, split="train", progress=False)
         print(f"{run}: {cfg['config']['model']} on {cfg['config']['dataset']} setting {cfg['config']['setting']}")
         print(f"{'iteration':>9} " + " ".join(f"{k:>10}" for k in ("sharpness", "noise", "blockiness", "hf",
-                                                                      "patch_swd")) + ("  KID x1e3" if kid else ""))
+                                                                      "patch_swd")) + ("  KID x1e3" if kid or kid_every else ""))
         for snap in list_snapshots(run):
             it = snapshot_iteration(snap)
             x = sample_images(load_generator(snap), num, seed=0).numpy()
             s = image_stats(x, clean)
+            if kid_every and it % kid_every == 0:
+                f = ext.from_batches([x], total=len(x), progress=False)
+                kids[it] = kid_from_features(f, ref_f.features, subset_size=min(1000, len(f), ref_f.count))[0]
             line = f"{it:>9} " + " ".join(f"{s[k]:>10.3f}" for k in ("sharpness", "noise", "blockiness", "hf",
                                                                         "patch_swd"))
             print(line + (f"  {kids[it] * 1e3:8.2f}" if it in kids else ""), flush=True)
@@ -116,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("runs", nargs="+")
     c.add_argument("--num", type=int, default=500)
     c.add_argument("--kid", action="store_true")
+    c.add_argument("--kid-every", type=int, default=0, metavar="K",
+                   help="KID only of the snapshots at multiples of K iterations (cheaper than --kid)")
     t = sub.add_parser("table", help="bncr compare of the runs, written to OUT")
     t.add_argument("out")
     t.add_argument("runs", nargs="+")
@@ -125,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "curve":
-        curve(a.runs, a.num, a.kid)
+        curve(a.runs, a.num, a.kid, a.kid_every)
     elif a.cmd == "recovery":
         print(recovery(a.runs))
     else:

@@ -230,3 +230,22 @@ def test_run_config_records_version_and_commit(tmp_path):
     c = json.loads((tmp_path / "r" / "config.json").read_text())
     assert c["bncr_version"] == __version__
     assert c["git_commit"] is None or len(c["git_commit"].split("-")[0]) == 40
+
+
+def test_curve_kid_every_measures_only_those_snapshots(tmp_path, monkeypatch, capsys):
+    """benchmarks/cpu_scale.py curve --kid-every K: statistics of every snapshot, KID at multiples of K only."""
+    from test_eval import FakeFeatures
+    import bncr.metrics.inception as inc
+    monkeypatch.setattr(inc, "InceptionFeatures", lambda *a, **k: FakeFeatures())
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import cpu_scale
+    out = tmp_path / "gan"
+    main(["train", "--preset", "laptop", "--model", "gan", "--setting", "A", "--iters", "2", "--count", "24",
+          "--set", "batch=4", "--set", "width=8", "--set", "z_dim=16", "--set", "threads=1", "--set", "snap_every=1",
+          "--no-progress", "--out", str(out)])
+    capsys.readouterr()
+    cpu_scale.main(["curve", str(out), "--num", "12", "--kid-every", "2"])
+    lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.split() and ln.split()[0].isdigit()]
+    assert [ln[0] for ln in lines] == ["1", "2"]
+    assert len(lines[0]) == 6 and len(lines[1]) == 7            # iteration + 5 statistics (+ KID at 2 only)
+    assert np.isfinite(float(lines[1][6]))
