@@ -162,8 +162,10 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
          notes=("500 generated vs 500 clean training images, KID only (unbiased at this sample count; FID is not).",
                 "What the numbers mean, the degradation statistics of each model's clean fakes and the seeds that "
                 "were run: docs/research/cpu-scale.md.",
-                "The committed B and H cells (seed 0) were trained with d_width=16, before `laptop`'s D became "
-                "32 wide (2026-12-04, cpu-scale.md section 9); each result file records its options.")),
+                "Committed cells: N 3 seeds, B / H / noise 2 seeds (no-mask ablations 1), A 1, trained at `laptop` "
+                "with d_width=32 on an H200 (benchmarks/jobs/d32*.txt) or the CPU (Deblur+GAN); Deblock+GAN on H is "
+                "the one cell still from d_width=16 (before 2026-12-04). Each result file records its options and "
+                "training machine; the B and H cells do not calibrate on KID (cpu-scale.md section 11).")),
     Grid("table4", "Table 4: image restoration on CIFAR-10, trained on settings O-Q and N, tested on images "
          "degraded by N", ("cifar10",),
          tuple((s, ("unir-dagger", "bncr-gan+unir", "cyclegan") if s != "N" else ("unir-dagger", "bncr-gan+unir"))
