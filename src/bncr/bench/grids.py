@@ -163,8 +163,8 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
                 "What the numbers mean, the degradation statistics of each model's clean fakes and the seeds that "
                 "were run: docs/research/cpu-scale.md.",
                 "Committed cells: N 3 seeds, B / H / noise 2 seeds (no-mask ablations 1), A 1, trained at `laptop` "
-                "with d_width=32 on an H200 (benchmarks/jobs/d32*.txt) or the CPU (Deblur+GAN); Deblock+GAN on H is "
-                "the one cell still from d_width=16 (before 2026-12-04). Each result file records its options and "
+                "with d_width=32 on an H200 (benchmarks/jobs/d32*.txt) or the CPU (Deblur+GAN, Deblock+GAN). "
+                "Each result file records its options and "
                 "training machine; the B and H cells do not calibrate on KID (cpu-scale.md section 11).")),
     Grid("table4", "Table 4: image restoration on CIFAR-10, trained on settings O-Q and N, tested on images "
          "degraded by N", ("cifar10",),
