@@ -39,8 +39,6 @@ def make_trainer(model: str, width: int, batch: int, setting: str, out: str, thr
     cfg = preset(preset_name).override([f"model={name}", f"setting={setting}", f"width={width}", f"batch={batch}",
                                         "count=256", f"iters={10**9}", f"tick={10**9}", f"image_every={10**9}",
                                         f"snap_every={10**9}", f"threads={threads}"])
-    if cfg.d_width is not None:
-        cfg.d_width = width
     cfg = cfg.override(list(overrides) + own)
     tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in model)
     return Trainer(cfg, os.path.join(out, f"{tag}-{width}-{batch}"), progress=False)
@@ -109,15 +107,16 @@ def main() -> None:
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-    print(f"preset {args.preset}; setting {args.setting}; options {args.set}; G batch = 2 x D batch; R1 every step\n")
-    print("| width | D batch | model | s/iter (median) | it/s | ratio to gan |")
-    print("|---|---|---|---|---|---|")
+    print(f"preset {args.preset}; setting {args.setting}; options {args.set}; G batch = 2 x D batch; R1 every r1_every steps (1: every step)\n")
+    print("| width | D width | D batch | model | s/iter (median) | it/s | ratio to gan |")
+    print("|---|---|---|---|---|---|---|")
     for width, batch, trainers in _trainers_per_config(args, models):
         times = time_steps(trainers, args.steps)
         base = statistics.median(times[models[0]])
         for m in models:
             med = statistics.median(times[m])
-            print(f"| {width} | {batch} | {m} | {med:.3f} | {1 / med:.2f} | {med / base:.2f} |", flush=True)
+            dw = trainers[m].cfg.d_width or width
+            print(f"| {width} | {dw} | {batch} | {m} | {med:.3f} | {1 / med:.2f} | {med / base:.2f} |", flush=True)
 
 
 def _trainers_per_config(args, models):
@@ -130,20 +129,27 @@ def _trainers_per_config(args, models):
 
 
 def time_steps(trainers: dict[str, Trainer], steps: int) -> dict[str, list[float]]:
-    """Seconds per step of each trainer, rounds interleaved (after 2 warm-up steps each)."""
+    """Seconds per step of each trainer, rounds interleaved (after 2 warm-up steps each).
+
+    A round runs a block of as many steps as the largest r1_every (lazy R1 makes every r1_every-th step dearer),
+    so each entry is the mean step time over a whole R1 cycle; the iteration counter advances as in training."""
+    block = max(t.cfg.r1_every for t in trainers.values())
     for t in trainers.values():
         for _ in range(2):
             t.step()
+            t.it += 1
     times: dict[str, list[float]] = {m: [] for m in trainers}
     for _ in range(steps):
         for m, t in trainers.items():
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            t.step()
+            for _ in range(block):
+                t.step()
+                t.it += 1
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            times[m].append(time.perf_counter() - t0)
+            times[m].append((time.perf_counter() - t0) / block)
     return times
 
 

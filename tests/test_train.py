@@ -196,6 +196,28 @@ def test_deg_warmup_holds_degradation_generators(tmp_path):
     assert any(not torch.equal(v, t.nets.pipe.state_dict()[k]) for k, v in pipe0.items())
 
 
+def test_lazy_r1_every_kth_step_with_scaled_weight(tmp_path):
+    """r1_every=k: R1 (weighted r1 * k) on iterations 0, k, 2k, ...; the off-steps log 0 and skip the double
+    backward; r1_every=1 is the every-step R1 of before."""
+    from bncr.models.losses import r1_penalty
+    t = Trainer(tiny_cfg("gan", "A", iters=4, r1=2.0, r1_every=3), tmp_path / "lazy", progress=False)
+    logged = []
+    for _ in range(4):
+        st = t.step()
+        logged.append(float(st["D_r1"]))
+        t.it += 1
+    assert logged[0] > 0 and logged[3] > 0 and logged[1] == 0 and logged[2] == 0
+    # the weight on an R1 step: r1 * r1_every times the penalty of the batch D saw
+    t2 = Trainer(tiny_cfg("gan", "A", iters=1, r1=2.0, r1_every=3), tmp_path / "w", progress=False)
+    x = t2._real_batch(4).requires_grad_(True)
+    terms, _, _ = t2.loss.d_terms(x, x.detach(), with_r1=True)
+    expect = 2.0 * 3 * r1_penalty(t2.nets.D_y(x), x)
+    assert terms["D_r1"].item() == pytest.approx(expect.item(), rel=1e-5)
+    assert TrainConfig().r1_every == 1
+    with pytest.raises(UserError, match="r1_every"):
+        TrainConfig(r1_every=0).validate()
+
+
 def test_q_fd_surrogate_gives_each_q_the_finite_difference_slope(tmp_path):
     """q_grad="fd": no gradient reaches q through the differentiable JPEG; the surrogate term's gradient on each
     q_i is (G_adv_i(q + h) - G_adv_i(q - h)) / (2h) / N, computed here independently with the real forward."""

@@ -339,6 +339,10 @@ class ResNetDiscriminator(nn.Module):
                 or x.shape[3] != self.resolution:
             raise ValueError(f"ResNetDiscriminator expects images of shape (N, {self.in_channels}, "
                              f"{self.resolution}, {self.resolution}), got {tuple(x.shape)}")
+        if self.blocks[0].conv1.weight.is_contiguous(memory_format=torch.channels_last):
+            # a channels-last D fed NCHW images (e.g. the degradation pipeline's output) would reorder them in
+            # every convolution and run its slower NCHW kernels: one reorder here instead (no effect on values)
+            x = x.contiguous(memory_format=torch.channels_last)
         h = F.relu(self.blocks(x))
         h = h.mean(dim=(2, 3)) if self.pooling == "mean" else h.sum(dim=(2, 3))
         return self.linear(h).view(-1)

@@ -48,6 +48,7 @@ class TrainConfig:
     q_param: str = "clamp"           # G_q's q: "clamp" 50+50l in [2, 100], gradient kept at the bounds | "sigmoid" 100*sigmoid(l)
     # --- losses: R1, diversity-sensitive (DS) and adaptive consistency (AC) terms
     r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch
+    r1_every: int = 1                # R1 on every r1_every-th D step, weighted r1 * r1_every (StyleGAN2's lazy R1)
     ds: float = 0.02                 # diversity-sensitive weight on G_k, G_n, G_q
     ds_k: Optional[float] = None     # DS weight on G_k alone (None: ds); likewise ds_n, ds_q
     ds_n: Optional[float] = None
@@ -104,7 +105,7 @@ class TrainConfig:
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise UserError(f"option {key}={getattr(self, key)!r} is not one of: {', '.join(map(str, allowed))}")
-        for key in ("iters", "tick", "image_every", "snap_every", "width", "z_dim", "batch", "g_batch_mult"):
+        for key in ("iters", "tick", "image_every", "snap_every", "width", "z_dim", "batch", "g_batch_mult", "r1_every"):
             if getattr(self, key) < 1:
                 raise UserError(f"option {key} must be >= 1, got {getattr(self, key)}")
         for key in ("lr", "d_lr", "deg_lr", "q_fd_step"):
@@ -160,7 +161,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "channels_last"),
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param"),
-    "losses": ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
+    "losses": ("r1", "r1_every", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
                "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q", "tv"),
     "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "beta1", "beta2", "ema",
                      "seed"),
@@ -192,7 +193,7 @@ PAPER: dict[str, Any] = {
     "q_fd_step": 5.0, "q_fd_sides": 1,                #   (unused with "ste")
     "q_param": "sigmoid",     # G_q outputs a quality in (0, 100)
     # losses: non-saturating GAN + R1 (Sec. 7.1, NR-GAN's weight 10), DS on G_k, G_n, G_q (Sec. 7.1, NR-GAN's 0.02)
-    "r1": 10.0, "ds": 0.02, "ds_k": None, "ds_n": None, "ds_q": None,
+    "r1": 10.0, "r1_every": 1, "ds": 0.02, "ds_k": None, "ds_n": None, "ds_q": None,
     "ds_q_target": "both",    # DS on G_q's outputs (q^g, m_q)
     "ds_tau": 0.0, "ds_k_tau": None, "ds_n_tau": None,
     "ds_q_tau": None,         #   unbounded, DSGAN's form without a bound

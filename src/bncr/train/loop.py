@@ -382,11 +382,12 @@ class Trainer:
         B = cfg.batch // d.world
         # ---- D phase
         n.D_y.requires_grad_(True)
-        real = self._real_batch(B).requires_grad_(True)
+        with_r1 = self.it % cfg.r1_every == 0
+        real = self._real_batch(B).requires_grad_(with_r1)
         with torch.no_grad():
             x_g, _ = self._clean_fakes(B)
             y_g = n.pipe(x_g, n.pipe.sample_latents(B, self.gen, self.device)).y
-        d_terms, real_logits, fake_logits = self.loss.d_terms(real, y_g)
+        d_terms, real_logits, fake_logits = self.loss.d_terms(real, y_g, with_r1)
         self.opt_D.zero_grad(set_to_none=True)
         sum(d_terms.values()).backward()
         all_reduce_grads(n.D_y.parameters(), d)
@@ -429,6 +430,8 @@ class Trainer:
         self._graph_stats: dict[str, torch.Tensor] = {}
         self._warm = 0
         why_not = graph_support(self.device, self.d)
+        if why_not is None and cfg.r1_every > 1:
+            why_not = "lazy R1 (r1_every > 1) makes two different steps; one graph holds one"
         self._graph_wanted = cfg.cuda_graph != "false" and why_not is None
         if cfg.cuda_graph == "true" and why_not is not None:
             self.notes.append(f"cuda_graph=true: not used, {why_not}; the step runs eagerly")

@@ -30,13 +30,18 @@ class BNCRLoss:
         self.cfg, self.D_y, self.pipe, self.gen = cfg, D_y, pipe, gen
 
     # ------------------------------------------------------------------ D phase
-    def d_terms(self, real: torch.Tensor, y_g: torch.Tensor) -> tuple[Terms, torch.Tensor, torch.Tensor]:
-        """D's terms on real images (requires_grad for R1) and degraded fakes; also returns both logits."""
+    def d_terms(self, real: torch.Tensor, y_g: torch.Tensor, with_r1: bool = True) -> tuple[Terms, torch.Tensor,
+                                                                                            torch.Tensor]:
+        """D's terms on real images (requires_grad for R1) and degraded fakes; also returns both logits.
+
+        with_r1=False skips R1 (the off-steps of lazy R1: its double backward is about a sixth of a CPU step);
+        on its steps R1 is weighted r1 * r1_every, so its mean over steps is unchanged."""
         real_logits = self.D_y(real)
         fake_logits = self.D_y(y_g)
         terms = {"D_adv": d_loss_nonsaturating(real_logits, fake_logits)}
         if self.cfg.r1 > 0:
-            terms["D_r1"] = self.cfg.r1 * r1_penalty(real_logits, real)
+            terms["D_r1"] = (self.cfg.r1 * self.cfg.r1_every * r1_penalty(real_logits, real) if with_r1
+                             else real_logits.new_zeros(()))
         return terms, real_logits, fake_logits
 
     # ------------------------------------------------------------------ G phase

@@ -26,6 +26,7 @@ existed*, listed here once and frozen (it must never follow later changes of the
     compile          False
     noise_init, q_init  None, None             initial G_n / G_q strength (CPU scale: start strong)
     tv               0.0                       the total-variation prior on G_x (CPU scale)
+    r1_every         1                         lazy R1 (the demo's cheaper step)
 
 A config lacking an option *not* in this table is not one this package wrote: it is refused with the option named.
 """
@@ -42,7 +43,7 @@ BEFORE_OPTION_EXISTED: dict[str, Any] = {
     "ds_k": None, "ds_n": None, "ds_q": None, "ds_q_target": "both", "ds_n_target": "params",
     "ds_k_tau": None, "ds_n_tau": None, "ds_q_tau": None, "g_upsample": "nearest", "channels_last": False,
     "skip_bad": False, "cuda_graph": "false", "compile": False, "tv": 0.0, "noise_init": None,
-    "q_init": None,
+    "q_init": None, "r1_every": 1,
 }
 
 
