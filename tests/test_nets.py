@@ -170,6 +170,14 @@ def test_channels_last_matches():
     x2 = g2(z)
     torch.testing.assert_close(x2, x, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(d2(x2.contiguous(memory_format=torch.channels_last)), lo, rtol=1e-4, atol=1e-5)
+    # a channels-last D fed NCHW images (the degradation pipeline's output) reorders them once, before its first
+    # convolution, and gives the same logits
+    seen = []
+    h = d2.blocks[0].conv1.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(
+        memory_format=torch.channels_last)))
+    torch.testing.assert_close(d2(x.contiguous()), lo, rtol=1e-4, atol=1e-5)
+    h.remove()
+    assert seen == [True]
 
 
 def _xavier_std(w: torch.Tensor, gain: float) -> float:
