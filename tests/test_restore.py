@@ -300,6 +300,17 @@ def test_cli_restore_eval_and_dry_run(restorer, capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
     assert lines[0].startswith("| images | PSNR") and len(lines) == 3
     assert lines[1].startswith("| degraded input") and "UNIR-dagger" in lines[2]
+    # stats: image statistics of every set and a last row for the clean images (whose noise is the smallest)
+    from bncr.metrics.imagestats import image_stats
+    from bncr.restore.evaluate import evaluate_restorers, test_images
+    rows = evaluate_restorers([restorer], num=6, metrics=["stats"], progress=False)
+    assert [r["images"] for r in rows][0] == "degraded input" and rows[-1]["images"] == "clean (reference)"
+    y, x = test_images("shapes", "N", 6, progress=False)
+    assert rows[0]["noise"] == pytest.approx(image_stats(y)["noise"]) and rows[-1]["hf"] == pytest.approx(image_stats(x)["hf"])
+    assert rows[-1]["noise"] < rows[0]["noise"]
+    assert main(["restore", "eval", str(restorer), "--num", "6", "--metric", "stats", "--no-progress"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    assert "sharpness" in lines[0] and "blockiness" in lines[0] and lines[-1].startswith("| clean (reference)")
     assert main(["restore", "train", "--run", "x", "--method", "cyclegan", "--setting", "O", "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "cyclegan"
 

@@ -537,8 +537,9 @@ def _restore_args(p: argparse.ArgumentParser) -> None:
     e.add_argument("--data-root", default=None)
     e.add_argument("--num", type=int, default=500, help="test images (default 500)")
     e.add_argument("--data-seed", type=int, default=0)
-    e.add_argument("--metric", action="extend", nargs="+", choices=["psnr", "lpips", "kid", "fid"],
-                   help="default: psnr lpips")
+    e.add_argument("--metric", action="extend", nargs="+", choices=["psnr", "lpips", "kid", "fid", "stats"],
+                   help="default: psnr lpips; stats: sharpness, noise, blockiness, hf of each set and of the clean "
+                        "images")
     e.add_argument("--picture", default=None, metavar="PNG", help="also save degraded | restored | clean grids")
     e.add_argument("--out", default=None, metavar="JSON", help="also write the rows as JSON")
     e.add_argument("--no-progress", action="store_true")

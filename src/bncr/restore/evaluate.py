@@ -1,6 +1,9 @@
 """Evaluating restorers as in Table 4: test images degraded by a setting (the paper: N), restored, compared with
 their clean versions. PSNR and LPIPS are paired (restored image vs its own clean image, mean over images);
-KID and FID compare the set of restorations with the set of clean images (Inception features)."""
+KID and FID compare the set of restorations with the set of clean images (Inception features). "stats" adds the
+image statistics of bncr.metrics.imagestats (sharpness, flat-region noise, 8x8 blockiness, high-frequency energy)
+of every set and of the clean images themselves (a last row), so a reader sees where each restorer lands between
+the degraded inputs and the clean images."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +14,7 @@ import torch
 
 from ..errors import UserError
 
-METRICS = ("psnr", "lpips", "kid", "fid")
+METRICS = ("psnr", "lpips", "kid", "fid", "stats")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -40,6 +43,7 @@ def evaluate_restorers(models: Sequence[str | Path], *, dataset: Optional[str] =
 
     dataset / resolution default to the first restorer's training data (its config).
     """
+    from ..metrics.imagestats import image_stats
     from .train import load_restorer, restore_uint8, describe_method
     from .config import RestoreConfig
     bad = [m for m in metrics if m not in METRICS]
@@ -80,7 +84,11 @@ def evaluate_restorers(models: Sequence[str | Path], *, dataset: Optional[str] =
                 row["kid"] = float(kid_from_features(f, ref, subset_size=min(1000, len(f)))[0])
             if "fid" in metrics:
                 row["fid"] = float(fid_from_features(f, ref))
+        if "stats" in metrics:
+            row.update(image_stats(imgs))
         rows.append(row)
+    if "stats" in metrics:
+        rows.append({"images": "clean (reference)", "source": "", "count": len(x), **image_stats(x)})
     if picture is not None:
         from ..train import visual
         panels = [(n if len(n) < 40 else n.split(" (")[0], imgs[:32]) for n, _, imgs in sets] + [("clean x", x[:32])]
@@ -90,10 +98,13 @@ def evaluate_restorers(models: Sequence[str | Path], *, dataset: Optional[str] =
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (KID x1e3)."""
-    cols = [c for c in METRICS if any(c in r for r in rows)]
-    head = {"psnr": "PSNR dB", "lpips": "LPIPS", "kid": "KID x1e3", "fid": "FID"}
+    from ..metrics.imagestats import STAT_KEYS
+    cols = [c for c in METRICS[:-1] + STAT_KEYS if any(c in r for r in rows)]
+    head = {"psnr": "PSNR dB", "lpips": "LPIPS", "kid": "KID x1e3", "fid": "FID", "sharpness": "sharpness",
+            "noise": "noise", "blockiness": "blockiness", "hf": "hf"}
     fmt = {"psnr": lambda v: f"{v:.2f}", "lpips": lambda v: f"{v:.4f}", "kid": lambda v: f"{1e3 * v:.2f}",
-           "fid": lambda v: f"{v:.1f}"}
+           "fid": lambda v: f"{v:.1f}", "sharpness": lambda v: f"{v:.1f}", "noise": lambda v: f"{v:.2f}",
+           "blockiness": lambda v: f"{v:.2f}", "hf": lambda v: f"{v:.3f}"}
     lines = ["| images | " + " | ".join(head[c] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for r in rows:
         lines.append(f"| {r['images']} | " + " | ".join(fmt[c](r[c]) if c in r else "-" for c in cols) + " |")
