@@ -27,8 +27,8 @@ from .errors import UserError
 from .io import atomic_write_text
 
 # The demo is `laptop` shortened to 2,400 of its 6,000 iterations (the degradation generators held for the first 800);
-# measured on an idle 2-core machine with the width-32 D: 15.7 minutes from a fresh clone, install included
-# (cpu-scale.md section 10).
+# measured on an idle 2-core machine with the width-32 D: 14.5 minutes from a fresh clone, install included
+# (cpu-scale.md sections 10 and 12).
 DEMO_SETS = ("iters=2400", "deg_warmup=800")
 
 RECOVERY_KEYS = ("entropy_mean", "frac_blurred", "noise_std_mid", "noise_curve_maxrel", "q_mean", "q_w1",

@@ -128,9 +128,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("UNIR's recipe on a GPU: G of 6 residual blocks of 64 channels with self-attention, 20k iterations",
                 {}),
-    "laptop": ("a CPU scale (2 cores): G of 3 blocks of 16 channels with self-attention, D width 16, 3,000 "
+    # D width 32 since 2026-12-04 (16 before): with it and 3,000 iterations UNIR-dagger beat its degraded inputs on
+    # LPIPS, KID and FID, where width 16 at 2,000 iterations improved LPIPS only (docs/research/restoration-cpu.md)
+    "laptop": ("a CPU scale (2 cores): G of 3 blocks of 16 channels with self-attention, D width 32, 3,000 "
                "iterations (the data are the run's, or give --count: e.g. 5000 as BNCR-GAN's laptop preset)",
-               {"width": 16, "blocks": 3, "d_width": 16, "iters": 3000, "ema": 0.99, "tick": 50, "image_every": 500,
+               {"width": 16, "blocks": 3, "d_width": 32, "iters": 3000, "ema": 0.99, "tick": 50, "image_every": 500,
                 "snap_every": 1000}),
 }
 
