@@ -99,7 +99,7 @@ def evaluate_restorers(models: Sequence[str | Path], *, dataset: Optional[str] =
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (KID x1e3)."""
     from ..metrics.imagestats import STAT_KEYS
-    cols = [c for c in METRICS[:-1] + STAT_KEYS if any(c in r for r in rows)]
+    cols = [c for c in (*(m for m in METRICS if m != "stats"), *STAT_KEYS) if any(c in r for r in rows)]
     head = {"psnr": "PSNR dB", "lpips": "LPIPS", "kid": "KID x1e3", "fid": "FID", "sharpness": "sharpness",
             "noise": "noise", "blockiness": "blockiness", "hf": "hf"}
     fmt = {"psnr": lambda v: f"{v:.2f}", "lpips": lambda v: f"{v:.4f}", "kid": lambda v: f"{1e3 * v:.2f}",

@@ -34,7 +34,7 @@ class BNCRLoss:
                                                                                             torch.Tensor]:
         """D's terms on real images (requires_grad for R1) and degraded fakes; also returns both logits.
 
-        with_r1=False skips R1 (the off-steps of lazy R1: its double backward is about a sixth of a CPU step);
+        with_r1=False skips R1 (the off-steps of lazy R1, which save its double backward; docs/research/train-speed.md);
         on its steps R1 is weighted r1 * r1_every, so its mean over steps is unchanged."""
         real_logits = self.D_y(real)
         fake_logits = self.D_y(y_g)

@@ -26,7 +26,7 @@ existed*, listed here once and frozen (it must never follow later changes of the
     compile          False
     noise_init, q_init  None, None             initial G_n / G_q strength (CPU scale: start strong)
     tv               0.0                       the total-variation prior on G_x (CPU scale)
-    r1_every         1                         lazy R1 (the demo's cheaper step)
+    r1_every         1                         lazy R1 (an option, off in every preset)
 
 A config lacking an option *not* in this table is not one this package wrote: it is refused with the option named.
 """
