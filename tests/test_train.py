@@ -196,6 +196,19 @@ def test_deg_warmup_holds_degradation_generators(tmp_path):
     assert any(not torch.equal(v, t.nets.pipe.state_dict()[k]) for k, v in pipe0.items())
 
 
+def test_deg_hold_holds_only_the_named_generators(tmp_path):
+    """deg_hold="k": during the warm-up G_k stays at its initialisation while G_n and G_q learn."""
+    cfg = tiny_cfg("bncr-gan", "N", iters=2, deg_warmup=2, deg_hold="k", snap_every=100, image_every=100)
+    t = Trainer(cfg, tmp_path / "r", progress=False)
+    before = {k: v.clone() for k, v in t.nets.pipe.state_dict().items()}
+    for _ in range(2):
+        t.step(); t.it += 1
+    moved = {k.split(".")[0] for k, v in before.items() if not torch.equal(v, t.nets.pipe.state_dict()[k])}
+    assert moved == {"G_n", "G_q"}
+    with pytest.raises(UserError, match="deg_hold"):
+        tiny_cfg("bncr-gan", "N", deg_hold="kx").validate()
+
+
 def test_lazy_r1_every_kth_step_with_scaled_weight(tmp_path):
     """r1_every=k: R1 (weighted r1 * k) on iterations 0, k, 2k, ...; the off-steps log 0 and skip the double
     backward; r1_every=1 is the every-step R1 of before."""

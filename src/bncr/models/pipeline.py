@@ -85,7 +85,8 @@ class DegradationPipeline(nn.Module):
                  bank_size: int = 4096, dequantize: bool = default("dequantize"), q_param: str = default("q_param"),
                  q_grad: str = default("q_grad"), ds_ab: str = default("ds_ab"),
                  ds_q_target: str = default("ds_q_target"), ds_n_target: str = default("ds_n_target"),
-                 noise_init: Optional[float] = default("noise_init"), q_init: Optional[float] = default("q_init")):
+                 noise_init: Optional[float] = default("noise_init"), q_init: Optional[float] = default("q_init"),
+                 deg_center_init: bool = default("deg_center_init")):
         """Keyword defaults are the training options' (train/config.py); `from_config` passes a config's."""
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
@@ -123,18 +124,19 @@ class DegradationPipeline(nn.Module):
         self.bank = KnownBank(setting, kernel_size, bank_size, data_seed) if "known" in spec.stages else None
         self.G_k = self.G_n = self.G_q = None
         if spec.blur == "generator":
-            self.G_k = KernelGenerator(kernel_size, z_dim=z_dim, mask=spec.blur_mask, mask_init=mask_init)
+            self.G_k = KernelGenerator(kernel_size, z_dim=z_dim, mask=spec.blur_mask, mask_init=mask_init,
+                                       center_init=deg_center_init)
         elif spec.blur == "parameter":
             self.G_k = KernelParameter(kernel_size, mask=spec.blur_mask, mask_init=mask_init)
         if spec.noise == "generator":
             ab_init = NOISE_AB_INIT if noise_init is None else (noise_init, noise_init / 10)
-            self.G_n = (NoiseParamGenerator(z_dim=z_dim, init=ab_init) if noise_gen == "ab"
+            self.G_n = (NoiseParamGenerator(z_dim=z_dim, init=ab_init, center_init=deg_center_init) if noise_gen == "ab"
                         else ResNetGenerator(resolution, noise_width, z_dim))
         elif spec.noise == "parameter":
             self.G_n = NoiseParameter(kind="ab" if noise_gen == "ab" else "map", resolution=resolution)
         if spec.jpeg == "generator":
             self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param,
-                                        q_init=q_init)
+                                        q_init=q_init, center_init=deg_center_init)
         elif spec.jpeg == "parameter":
             self.G_q = QualityParameter(mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
 
@@ -145,7 +147,7 @@ class DegradationPipeline(nn.Module):
                    noise_prior=cfg.noise_prior, noise_width=cfg.width, mask_init=cfg.mask_init,
                    data_seed=cfg.data_seed, dequantize=cfg.dequantize, q_param=cfg.q_param, q_grad=cfg.q_grad,
                    ds_ab=cfg.ds_ab, ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target,
-                   noise_init=cfg.noise_init, q_init=cfg.q_init)
+                   noise_init=cfg.noise_init, q_init=cfg.q_init, deg_center_init=cfg.deg_center_init)
 
     # ------------------------------------------------------------------ latents
     def generators(self) -> dict[str, nn.Module]:

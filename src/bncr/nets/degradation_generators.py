@@ -205,6 +205,20 @@ def _head(hidden: int, out: int, gain: float) -> nn.Linear:
     return head
 
 
+@torch.no_grad()
+def _center_head(trunk: nn.Module, head: nn.Linear, n: int = 4096) -> None:
+    """Shift ``head``'s bias so that its output *averaged over z* equals the bias set before.
+
+    With a random (Xavier) head, W E[h] adds a z-independent offset to every output (E[h] > 0 after the ReLUs);
+    for G_q it moved the initial q from 50 to anywhere in 27-71 depending on the seed, and the warm-up holds that
+    value (docs/research/cpu-scale.md section 13). E[h] is estimated on a fixed batch from a private generator, so
+    the global random stream (every later initialisation, the run's draws) is unchanged.
+    """
+    z_dim = trunk[0].in_features
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(0)).to(head.weight)
+    head.bias.sub_(head.weight @ trunk(z).mean(0))
+
+
 class DegradationGenerator(nn.Module):
     """Base class: holds ``z_dim`` and draws latents with ``sample_z``."""
 
@@ -258,12 +272,14 @@ class KernelGenerator(DegradationGenerator):
         hidden: width of the two hidden layers (256).
         mask: use the Eq. 3 mask (False: BR-GAN w/o mask).
         renormalize: divide k by its sum (see :func:`compose_kernel`).
+        center_init: shift the output bias so the *mean over z* of each output starts at its intended value
+            (:func:`_center_head`; default False: the random head adds a seed-dependent offset).
     """
 
     def __init__(self, kernel_size: Optional[int] = default("kernel_size"), z_dim: int = default("z_dim"), hidden: int = 256, mask: bool = True,
                  mask_init: float = default("mask_init"), kernel_init: str = "gaussian",
                  kernel_init_sigma: Optional[float] = None, head_gain: float = 1.0,
-                 renormalize: bool = True, center: bool = True) -> None:
+                 renormalize: bool = True, center: bool = True, center_init: bool = False) -> None:
         super().__init__()
         self.center = bool(center)
         self.kernel_size = kernel_size = _check_kernel_size(kernel_size)
@@ -278,6 +294,8 @@ class KernelGenerator(DegradationGenerator):
             self.head.bias[:kk] = _kernel_init_logits(kernel_size, kernel_init, kernel_init_sigma)
             if self.mask:
                 self.head.bias[kk:] = _logit(float(mask_init), "mask_init")
+        if center_init:
+            _center_head(self.trunk, self.head)
 
     def forward(self, z: torch.Tensor) -> KernelOutput:
         self._check_z(z)
@@ -384,12 +402,13 @@ class QualityGenerator(DegradationGenerator):
     in (0, 100), or "clamp", q = 50 + 50 l in [2, 100] with a gradient that does not vanish at the bounds);
     m_q = sigmoid(l_m) in [0, 1], the Eq. 5 bypass weight. ``mask=False`` (CR-GAN w/o mask): m_q = 1.
     Output biases start at the logit of ``q_init`` (None: bias 0, q near 50 but varying with z) and
-    logit(mask_init) (0.5).
+    logit(mask_init) (0.5). The random head shifts the mean over z by a seed-dependent offset (initial mean q
+    27-71 over seeds 0-7 at the laptop preset); ``center_init`` removes it (:func:`_center_head`).
     """
 
     def __init__(self, z_dim: int = default("z_dim"), hidden: int = 256, mask: bool = True,
                  q_init: Optional[float] = None, mask_init: float = default("mask_init"), head_gain: float = 1.0,
-                 q_param: str = default("q_param")) -> None:
+                 q_param: str = default("q_param"), center_init: bool = False) -> None:
         super().__init__()
         self.z_dim = _check_pos_int(z_dim, "z_dim")
         _check_pos_int(hidden, "hidden")
@@ -402,6 +421,8 @@ class QualityGenerator(DegradationGenerator):
                 self.head.bias[0] = quality_logit(float(q_init), self.q_param)
             if self.mask:
                 self.head.bias[1] = _logit(float(mask_init), "mask_init")
+        if center_init:
+            _center_head(self.trunk, self.head)
 
     def forward(self, z: torch.Tensor) -> QualityOutput:
         self._check_z(z)
@@ -463,11 +484,11 @@ class NoiseParamGenerator(DegradationGenerator):
     Same three-layer MLP as G_k / G_q. Log-variance heads because camera variances span four orders of
     magnitude (Brooks: shot 1e-4..1.2e-2, read down to 1e-7): a step of Adam moves them by a
     constant *factor*, not a constant amount. The output biases start at log ``init`` (default
-    :data:`NOISE_AB_INIT`, weaker than any camera noise).
+    :data:`NOISE_AB_INIT`, weaker than any camera noise); ``center_init``: as in :class:`QualityGenerator`.
     """
 
     def __init__(self, z_dim: int = default("z_dim"), hidden: int = 256, init: tuple[float, float] = NOISE_AB_INIT,
-                 head_gain: float = 1.0) -> None:
+                 head_gain: float = 1.0, center_init: bool = False) -> None:
         super().__init__()
         self.z_dim = _check_pos_int(z_dim, "z_dim")
         _check_pos_int(hidden, "hidden")
@@ -476,6 +497,8 @@ class NoiseParamGenerator(DegradationGenerator):
         with torch.no_grad():
             self.head.bias[0] = _log_init(float(init[0]), "init a")
             self.head.bias[1] = _log_init(float(init[1]), "init b")
+        if center_init:
+            _center_head(self.trunk, self.head)
 
     def forward(self, z: torch.Tensor) -> NoiseAB:
         self._check_z(z)

@@ -42,6 +42,7 @@ class TrainConfig:
     mask_init: float = 0.5           # initial m_k and m_q
     noise_init: Optional[float] = None  # initial shot variance a of the "ab" G_n (b = a / 10; None: 1e-4, near clean)
     q_init: Optional[float] = None   # initial quality of G_q (None: the head's zero bias, q near 50)
+    deg_center_init: bool = False    # G_k / G_n / G_q outputs start at their init values on average over z (no seed offset)
     q_grad: str = "fd"               # gradient reaching q: "fd" finite differences of G_adv | "ste" through the diff. JPEG
     q_fd_step: float = 5.0           # half-step (quality units) of the "fd" estimate
     q_fd_sides: int = 1              # "fd" estimate: 1 one-sided, random sign (one extra D forward) | 2 central (two)
@@ -73,6 +74,7 @@ class TrainConfig:
     d_lr: Optional[float] = None     # learning rate of D_y if different from lr
     deg_lr: Optional[float] = None   # learning rate of G_k, G_n, G_q if different from lr
     deg_warmup: int = 0              # iterations during which G_k, G_n, G_q are not updated
+    deg_hold: str = "knq"            # which of them the warm-up holds: letters k (G_k), n (G_n), q (G_q)
     beta1: float = 0.0
     beta2: float = 0.99
     ema: float = 0.999               # EMA decay of every generator
@@ -121,6 +123,8 @@ class TrainConfig:
             raise UserError(f"option noise_init must be a variance in (0, 1], got {self.noise_init}")
         if self.q_init is not None and not 2 <= self.q_init <= 100:
             raise UserError(f"option q_init must be a JPEG quality in [2, 100], got {self.q_init}")
+        if not set(self.deg_hold) <= set("knq"):
+            raise UserError(f"option deg_hold must be letters of 'knq' (k: G_k, n: G_n, q: G_q), got {self.deg_hold!r}")
         if not 0 < self.mask_init < 1:
             raise UserError(f"option mask_init must be in (0, 1), got {self.mask_init}")
         return self
@@ -159,11 +163,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("model", "setting", "dataset", "data_root", "resolution", "count", "skip_bad", "data_seed", "dequantize",
              "oracle_clean"),
     "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "channels_last"),
-    "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "q_grad", "q_fd_step",
+    "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "deg_center_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param"),
     "losses": ("r1", "r1_every", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
                "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q", "tv"),
-    "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "beta1", "beta2", "ema",
+    "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "deg_hold", "beta1", "beta2", "ema",
                      "seed"),
     "logging and machine": ("tick", "image_every", "snap_every", "threads", "cuda_graph", "compile"),
 }
@@ -189,6 +193,7 @@ PAPER: dict[str, Any] = {
     # degradation generators (Sec. 4-6): three-layer MLPs for G_k and G_q, G_n per image (Sec. 7.1)
     "kernel_size": None, "noise_gen": "ab", "noise_prior": "poisson", "mask_init": 0.5,
     "noise_init": None, "q_init": None,               # G_n near clean, G_q's zero output bias
+    "deg_center_init": False,                         # the MLPs' default (Xavier) init, offsets included
     "q_grad": "ste",          # Sec. 5: q^g reaches D through a differentiable JPEG (gradient through the codec)
     "q_fd_step": 5.0, "q_fd_sides": 1,                #   (unused with "ste")
     "q_param": "sigmoid",     # G_q outputs a quality in (0, 100)
@@ -205,7 +210,7 @@ PAPER: dict[str, Any] = {
     "tv": 0.0,                # no prior on G_x's output
     # optimisation: NR-GAN's Adam and schedule, 200k iterations (Sec. 7.1)
     "iters": 200_000, "batch": 64, "g_batch_mult": 2, "lr": 2e-4, "d_lr": None, "deg_lr": None, "deg_warmup": 0,
-    "beta1": 0.0, "beta2": 0.99, "ema": 0.999,
+    "deg_hold": "knq", "beta1": 0.0, "beta2": 0.99, "ema": 0.999,
 }
 # Where the project's measured recipe (preset `default`, the dataclass defaults) departs from `paper`, and why
 # (docs/research/oracle-diagnostic.md): the diff JPEG's q-gradient points the wrong way, so q gets finite differences of

@@ -405,10 +405,12 @@ class Trainer:
         sum(g_terms.values()).backward()
         all_reduce_grads(n.g_params(), d)
         if self.it < cfg.deg_warmup:
-            # G_k / G_n / G_q held at their initialisation (docs/research/cpu-scale.md); Adam skips
-            # parameters whose grad is None. (A CUDA graph is captured only after this phase.)
-            for p in n.pipe.parameters():
-                p.grad = None
+            # the generators named by deg_hold held at their initialisation (docs/research/cpu-scale.md); Adam
+            # skips parameters whose grad is None. (A CUDA graph is captured only after this phase.)
+            for letter in cfg.deg_hold:
+                g = getattr(n.pipe, f"G_{letter}", None)
+                for p in (g.parameters() if g is not None else ()):
+                    p.grad = None
         self.opt_G.step()
         ema_update(n.G_x_ema, n.G_x, cfg.ema)
         ema_update(n.pipe_ema, n.pipe, cfg.ema)

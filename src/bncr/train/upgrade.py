@@ -27,6 +27,8 @@ existed*, listed here once and frozen (it must never follow later changes of the
     noise_init, q_init  None, None             initial G_n / G_q strength (CPU scale: start strong)
     tv               0.0                       the total-variation prior on G_x (CPU scale)
     r1_every         1                         lazy R1 (an option, off in every preset)
+    deg_center_init  False                     degradation generators' outputs start at their init on average
+    deg_hold         "knq"                     which generators the warm-up holds (all three before)
 
 A config lacking an option *not* in this table is not one this package wrote: it is refused with the option named.
 """
@@ -43,7 +45,7 @@ BEFORE_OPTION_EXISTED: dict[str, Any] = {
     "ds_k": None, "ds_n": None, "ds_q": None, "ds_q_target": "both", "ds_n_target": "params",
     "ds_k_tau": None, "ds_n_tau": None, "ds_q_tau": None, "g_upsample": "nearest", "channels_last": False,
     "skip_bad": False, "cuda_graph": "false", "compile": False, "tv": 0.0, "noise_init": None,
-    "q_init": None, "r1_every": 1,
+    "q_init": None, "r1_every": 1, "deg_center_init": False, "deg_hold": "knq",
 }
 
 
