@@ -73,6 +73,28 @@ def test_tv_term_only_when_weighted_and_only_on_x():
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
+def test_ac_comp_weighs_the_compression_term_alone():
+    """ac weighs both AC terms; ac_comp (when set) replaces it for the compression term only."""
+    from bncr.train.config import TrainConfig
+    from bncr.train.loss import BNCRLoss
+    torch.manual_seed(0)
+    pipe = DegradationPipeline(get_model("bncr-gan"), get_setting("N"), 16, z_dim=8)
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    lat = pipe.sample_latents(4, torch.Generator().manual_seed(1), torch.device("cpu"))
+    out = pipe(x, lat)
+    D = lambda y: y.mean((1, 2, 3))                                    # noqa: E731
+
+    def terms(**kw):
+        t = BNCRLoss(TrainConfig(model="bncr-gan", setting="N", ds=0.0, **kw), D, pipe, None).g_terms(out, lat)
+        return t["AC_blur"].item(), t["AC_comp"].item()
+    b1, c1 = terms(ac=1.0)
+    assert b1 > 0 and c1 > 0
+    b3, c3 = terms(ac=3.0)
+    assert (b3, c3) == (pytest.approx(3 * b1), pytest.approx(3 * c1))
+    b, c = terms(ac=3.0, ac_comp=1.0)
+    assert (b, c) == (pytest.approx(3 * b1), pytest.approx(c1))
+
+
 def test_ac_no_gradient_into_degraded_term():
     x = torch.randn(2, 3, 8, 8)
     y = torch.randn(2, 3, 8, 8, requires_grad=True)

@@ -62,6 +62,7 @@ class TrainConfig:
     ds_n_target: str = "sample"      # DS on the noise image n as NR-GAN's trainer does, or on G_n's "params"
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
+    ac_comp: Optional[float] = None  # weight of the compression term alone (None: ac); ac then weighs the blur term
     ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
     mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
     mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
@@ -113,7 +114,7 @@ class TrainConfig:
         for key in ("lr", "d_lr", "deg_lr", "q_fd_step"):
             if getattr(self, key) is not None and not getattr(self, key) > 0:
                 raise UserError(f"option {key} must be > 0, got {getattr(self, key)}")
-        for key in ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau", "ac", "deg_warmup",
+        for key in ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau", "ac", "ac_comp", "deg_warmup",
                     "mu_k", "mu_q", "tv"):
             if (getattr(self, key) or 0) < 0:
                 raise UserError(f"option {key} must be >= 0, got {getattr(self, key)}")
@@ -166,7 +167,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "deg_center_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param"),
     "losses": ("r1", "r1_every", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
-               "ds_n_target", "ds_ab", "ac", "ac_norm", "mu_k", "mu_q", "tv"),
+               "ds_n_target", "ds_ab", "ac", "ac_comp", "ac_norm", "mu_k", "mu_q", "tv"),
     "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "deg_hold", "beta1", "beta2", "ema",
                      "seed"),
     "logging and machine": ("tick", "image_every", "snap_every", "threads", "cuda_graph", "compile"),
@@ -205,6 +206,7 @@ PAPER: dict[str, Any] = {
     "ds_n_target": "sample",  #   and on G_n's output, the noise image (NR-GAN's trainer)
     "ds_ab": "std",
     "ac": 1.0,                # Eq. 6: L_AC added with weight 1
+    "ac_comp": None,          #   both terms (blur and compression) with that weight
     "ac_norm": "sum",         # Eq. 7-8: the squared norm ||.||^2 of the whole image
     "mu_k": 1.0, "mu_q": 10.0,  # scales of Eq. 7-8: the paper gives no values; the project's choice
     "tv": 0.0,                # no prior on G_x's output

@@ -59,8 +59,9 @@ class BNCRLoss:
         if spec.ac_blur and cfg.ac > 0 and out.k is not None:
             terms["AC_blur"] = cfg.ac * adaptive_consistency(out.x, out.x_blur, ac_blur_weight(out.k, cfg.mu_k),
                                                              cfg.ac_norm)
-        if spec.ac_comp and cfg.ac > 0 and out.q is not None:
-            terms["AC_comp"] = cfg.ac * adaptive_consistency(out.u, out.y, ac_comp_weight(out.q, cfg.mu_q),
+        ac_comp = cfg.ac if cfg.ac_comp is None else cfg.ac_comp
+        if spec.ac_comp and ac_comp > 0 and out.q is not None:
+            terms["AC_comp"] = ac_comp * adaptive_consistency(out.u, out.y, ac_comp_weight(out.q, cfg.mu_q),
                                                              cfg.ac_norm)
         if cfg.tv > 0:
             terms["G_x_tv"] = cfg.tv * total_variation(out.x)

@@ -29,6 +29,7 @@ existed*, listed here once and frozen (it must never follow later changes of the
     r1_every         1                         lazy R1 (an option, off in every preset)
     deg_center_init  False                     degradation generators' outputs start at their init on average
     deg_hold         "knq"                     which generators the warm-up holds (all three before)
+    ac_comp          None (= ac)               a separate weight for the compression AC term
 
 A config lacking an option *not* in this table is not one this package wrote: it is refused with the option named.
 """
@@ -46,6 +47,7 @@ BEFORE_OPTION_EXISTED: dict[str, Any] = {
     "ds_k_tau": None, "ds_n_tau": None, "ds_q_tau": None, "g_upsample": "nearest", "channels_last": False,
     "skip_bad": False, "cuda_graph": "false", "compile": False, "tv": 0.0, "noise_init": None,
     "q_init": None, "r1_every": 1, "deg_center_init": False, "deg_hold": "knq",
+    "ac_comp": None,
 }
 
 
