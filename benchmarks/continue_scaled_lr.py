@@ -7,7 +7,7 @@ RUN must hold a training-state.pt; OUT gets a copy of it and trains `--iters` mo
 options, except that G_x's and D's Adam learning rates are multiplied by `--scale` (G_k, G_n, G_q keep
 their deg_lr when the run has one, as `laptop` does).
 The options a run stores cannot say this (a resumed run must keep its options), so OUT's config.json records
-the run's options unchanged; this script's command line is the record of the change. One thread.
+the run's options (only iters changed); this script's command line is the record of the scaling. One thread.
 """
 from __future__ import annotations
 

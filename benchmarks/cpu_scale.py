@@ -8,6 +8,8 @@
         `bncr compare` of the runs (clean and degraded data rows first), medians per model, written to OUT.md (+ .json)
     python benchmarks/cpu_scale.py recovery runs/x [runs/y ...]
         `bncr inspect` numbers of each run against the recovery targets (pass / FAIL)
+    python benchmarks/cpu_scale.py init [--seeds 0 1 ...] [--set KEY=VALUE ...]
+        the degradation generators' initial outputs per seed (what the warm-up holds), `laptop` BNCR-GAN on N
 
 Run directories are ordinary `bncr train` outputs, so every number here can be reproduced with the command
 stored in the run's config.json (`bncr train --like RUN --out ...`).
@@ -119,6 +121,27 @@ def recovery(runs: list[str], n: int = 2048) -> str:
     return "\n".join(lines)
 
 
+def initial_outputs(seeds: list[int], sets: list[str], n: int = 4096) -> str:
+    """Mean initial q, m_q, kernel entropy, m_k and shot variance a of BNCR-GAN's generators per training seed,
+    built as `bncr train` builds them (same seed, same order), over `n` latents."""
+    from bncr.degradations import get_setting
+    from bncr.models.registry import get_model
+    from bncr.degradations.blur import kernel_entropy
+    from bncr.train.config import preset
+    from bncr.train.loop import build_nets
+    lines = ["| seed | mean q | mean m_q | kernel entropy | mean m_k | mean shot variance a |", "|---|---:|---:|---:|---:|---:|"]
+    for seed in seeds:
+        cfg = preset("laptop").override([f"model=bncr-gan", "setting=N", f"seed={seed}", *sets])
+        torch.manual_seed(cfg.seed)
+        pipe = build_nets(cfg, get_model(cfg.model), get_setting(cfg.setting), 32).pipe
+        z = torch.randn(n, cfg.z_dim, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            q, k, ab = pipe.G_q(z), pipe.G_k(z), pipe.G_n(z)
+        lines.append(f"| {seed} | {q.q.mean():.1f} | {q.m_q.mean():.2f} | {kernel_entropy(k.k).mean():.2f} | "
+                     f"{k.m_k.mean():.2f} | {ab.a.mean():.2e} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -134,12 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--num", type=int, default=500)
     r = sub.add_parser("recovery", help="bncr inspect of each run against the recovery targets")
     r.add_argument("runs", nargs="+")
+    i = sub.add_parser("init", help="the degradation generators' initial outputs per seed (laptop, BNCR-GAN on N)")
+    i.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    i.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. deg_center_init=true")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "curve":
         curve(a.runs, a.num, a.kid, a.kid_every)
     elif a.cmd == "recovery":
         print(recovery(a.runs))
+    elif a.cmd == "init":
+        print(initial_outputs(a.seeds, a.set))
     else:
         table(a.out, a.runs, a.num)
     return 0

@@ -407,10 +407,10 @@ class Trainer:
         if self.it < cfg.deg_warmup:
             # the generators named by deg_hold held at their initialisation (docs/research/cpu-scale.md); Adam
             # skips parameters whose grad is None. (A CUDA graph is captured only after this phase.)
-            for letter in cfg.deg_hold:
-                g = getattr(n.pipe, f"G_{letter}", None)
-                for p in (g.parameters() if g is not None else ()):
-                    p.grad = None
+            for name, g in n.pipe.generators().items():
+                if name[-1] in cfg.deg_hold:
+                    for p in g.parameters():
+                        p.grad = None
         self.opt_G.step()
         ema_update(n.G_x_ema, n.G_x, cfg.ema)
         ema_update(n.pipe_ema, n.pipe, cfg.ema)
