@@ -153,6 +153,23 @@ def test_a_perfect_generator_recovers_the_truth_and_a_wrong_one_does_not():
     assert r.row("log10_a_q").cells()[2:] == ("n/a", "n/a")
 
 
+def test_noise_curve_on_the_data_range_ignores_the_extrapolated_dark_end():
+    truth = true_degradations(get_setting("N"), 0, range(400))
+    g = _as_generated(truth)
+    g.b = np.zeros_like(truth.b)              # no read noise: wrong only where the shot term x * a is small
+    assert "noise_curve_maxrel_data" not in [r.key for r in recovery(g, truth).rows]   # no range, no row
+    r = recovery(g, truth, x_range=(0.1, 0.95))
+    assert r.row("noise_curve_maxrel").error == pytest.approx(1.0)        # at x = 0 the curve is 0 against > 0
+    ea, eb = truth.a.mean(), truth.b.mean()   # population std sqrt(E[a] x + E[b]), worst at x = 0.1
+    want = 1 - math.sqrt(ea * 0.1 / (ea * 0.1 + eb))
+    assert r.row("noise_curve_maxrel_data").error == pytest.approx(want, rel=1e-6)
+    assert 0 < want < 0.25 and "[0.10, 0.95]" in r.row("noise_curve_maxrel_data").label
+    g.a = 4 * truth.a                         # and a std twice too large over the data range: 100 %
+    r = recovery(g, truth, x_range=(0.5, 0.95))
+    assert r.row("noise_curve_maxrel_data").error == pytest.approx(2 * math.sqrt(ea * 0.95 / (ea * 0.95 + eb)) - 1,
+                                                                     rel=1e-6)
+
+
 def test_manifest_ground_truth_equals_the_settings_module(tmp_path):
     from bncr.data import open_dataset
     from bncr.data.export import write_degraded
@@ -274,6 +291,11 @@ def test_inspect_bncr_gan_prints_the_numbers_of_its_report(runs, report):
         assert float(printed["W1 of q over compressed images (m_q > 0.5)"][2]) == pytest.approx(
             _w1(q[m_q > 0.5], tq), abs=0.006)
     assert printed["fraction noised (std at x=0.5 > 1/255)"][1] == "1.000"
+    # the noise curve is also judged on the intensities the 32 training images have (1-99 % of their pixels)
+    from bncr.data import open_dataset
+    px = np.stack([open_dataset("shapes", count=32)[i] for i in range(32)]) / 255.0
+    lo, hi = np.quantile(px, [0.01, 0.99])
+    assert f"std curve, max relative error on the data's intensities [{lo:.2f}, {hi:.2f}] (1-99 %)" in printed
     # the report: self-contained, same numbers
     text = out.read_text()
     rows, _ = _html_rows(text)

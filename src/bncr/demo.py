@@ -34,7 +34,7 @@ DEMO_SETS = ("iters=2400", "deg_warmup=800")
 # say that their verdict may change with the seed.
 RELIABLE_ITERS = 6000
 
-RECOVERY_KEYS = ("entropy_mean", "frac_blurred", "noise_std_mid", "noise_curve_maxrel", "q_mean", "q_w1",
+RECOVERY_KEYS = ("entropy_mean", "frac_blurred", "noise_std_mid", "noise_curve_maxrel_data", "q_mean", "q_w1",
                  "frac_compressed")
 
 

@@ -116,6 +116,17 @@ def _snapshot_iteration(p: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
+INTENSITY_IMAGES = 1000
+
+
+def intensity_range(clean, limit: int = INTENSITY_IMAGES) -> tuple[float, float]:
+    """1 % and 99 % quantiles of the pixel intensities (in [0, 1]) of at most `limit` evenly spaced images."""
+    idx = training_indices(len(clean), limit)
+    px = np.concatenate([np.asarray(clean[int(i)], np.float32).ravel() for i in idx]) / 255.0
+    lo, hi = np.quantile(px, [0.01, 0.99])
+    return float(lo), float(hi)
+
+
 def _open_clean(cfg: dict):
     from ..data import open_dataset
     return open_dataset(cfg["dataset"], cfg["resolution"], root=cfg["data_root"], count=cfg["count"],
@@ -207,8 +218,8 @@ def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Opt
     notes += gen.notes
 
     clean, clean_err = None, ""
-    if images or (manifest is None and not setting.is_clean and not cfg["count"]):
-        try:                                     # the images panel, or counting the training images
+    if images or (manifest is None and not setting.is_clean):
+        try:                                     # the images panel, the count and intensities of the training images
             clean = _open_clean(cfg)
         except UserError as e:
             clean_err = str(e)
@@ -230,7 +241,13 @@ def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Opt
         idx = training_indices(int(count), n_true)
         truth = true_degradations(setting, int(cfg["data_seed"]), idx)
         truth_source = truth.source + ("" if len(idx) == count else f" (evenly spaced, of {count})")
-    rec = recovery(gen, truth)
+    x_range = None
+    if clean is not None and manifest is None and truth is not None and truth.has_noise:
+        x_range = intensity_range(clean)
+        notes.append(f"the training images' clean intensities span [{x_range[0]:.3f}, {x_range[1]:.3f}] (1-99 % of "
+                     f"the pixels of {min(len(clean), INTENSITY_IMAGES)} images); outside it the noise std curve is "
+                     f"G_n's extrapolation, which the data cannot constrain")
+    rec = recovery(gen, truth, x_range)
 
     stats = _read_jsonl(run_dir / "stats.jsonl")
     metrics = []
