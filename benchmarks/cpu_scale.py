@@ -8,6 +8,8 @@
         `bncr compare` of the runs (clean and degraded data rows first), medians per model, written to OUT.md (+ .json)
     python benchmarks/cpu_scale.py recovery runs/x [runs/y ...]
         `bncr inspect` numbers of each run against the recovery targets (pass / FAIL)
+    python benchmarks/cpu_scale.py readnoise [--n 2000]
+        how much of setting N's read noise (the std curve at x = 0) the degraded shapes show at all
     python benchmarks/cpu_scale.py init [--seeds 0 1 ...] [--set KEY=VALUE ...]
         the degradation generators' initial outputs per seed (what the warm-up holds), `laptop` BNCR-GAN on N
 
@@ -147,6 +149,43 @@ def initial_outputs(seeds: list[int], sets: list[str], n: int = 4096) -> str:
     return "\n".join(lines)
 
 
+def read_noise_probe(n: int = 2000, setting: str = "N", dark: float = 0.05) -> str:
+    """How much of the true read noise the degraded data shows: the shapes' intensity quantiles, and the same n
+    training images degraded by `setting` with the true read variance and with read variance 0 (every other draw
+    equal), compared at the dark pixels (blurred clean intensity < `dark`), where the read term dominates."""
+    import copy
+    from bncr.data import open_dataset
+    from bncr.degradations.settings import apply_degradation, blur_np, get_setting, sample_params
+    st, ds = get_setting(setting), open_dataset("shapes", count=n)
+    px = np.concatenate([ds[i].ravel() for i in range(n)]) / 255.0
+    qs = np.quantile(px, [0.0, 0.01, 0.5, 0.99, 1.0])
+    res = {"true": [], "read0": []}
+    diff = []
+    for i in range(n):
+        x = ds[i]
+        p, rn = sample_params(st, 0, i)
+        xb = blur_np(x.astype(np.float64) / 255.0, p.kernel) if p.blurred else x / 255.0
+        m = xb < dark
+        p0 = copy.copy(p)
+        p0.read = 0.0
+        y1 = apply_degradation(x, p, copy.deepcopy(rn)).astype(np.float64)
+        y0 = apply_degradation(x, p0, copy.deepcopy(rn)).astype(np.float64)
+        res["true"].append((y1 - 255 * xb)[m])
+        res["read0"].append((y0 - 255 * xb)[m])
+        diff.append((y1 - y0)[m])
+    d = np.concatenate(diff)
+    lines = [f"{n} shapes training images: pixel intensity min / 1 % / median / 99 % / max = "
+             + " / ".join(f"{v:.3f}" for v in qs) + f"; below {dark}: {np.mean(px < dark):.3%}, below 0.1: "
+             f"{np.mean(px < 0.1):.2%}"]
+    for k, v in res.items():
+        v = np.concatenate(v)
+        lines.append(f"setting {setting}, {k:5s}: residual y - x*k at the {v.size} dark pixels (x*k < {dark}): "
+                     f"rms {np.sqrt(np.mean(v ** 2)):.3f} grey levels")
+    lines.append(f"true - read0 at those pixels: rms {np.sqrt(np.mean(d ** 2)):.3f} grey levels, "
+                 f"{np.mean(d != 0):.2%} of them differ")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -165,12 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("init", help="the degradation generators' initial outputs per seed (laptop, BNCR-GAN on N)")
     i.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     i.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. deg_center_init=true")
+    rp = sub.add_parser("readnoise", help="how much of setting N's read noise the degraded shapes show")
+    rp.add_argument("--n", type=int, default=2000)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "curve":
         curve(a.runs, a.num, a.kid, a.kid_every)
     elif a.cmd == "recovery":
         print(recovery(a.runs))
+    elif a.cmd == "readnoise":
+        print(read_noise_probe(a.n))
     elif a.cmd == "init":
         print(initial_outputs(a.seeds, a.set))
     else:

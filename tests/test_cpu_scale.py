@@ -250,3 +250,20 @@ def test_curve_kid_every_measures_only_those_snapshots(tmp_path, monkeypatch, ca
     assert [ln[0] for ln in lines] == ["1", "2"]
     assert len(lines[0]) == 6 and len(lines[1]) == 7            # iteration + 5 statistics (+ KID at 2 only)
     assert np.isfinite(float(lines[1][6]))
+
+
+def test_read_noise_probe_compares_true_and_zero_read_noise(monkeypatch):
+    """benchmarks/cpu_scale.py readnoise: same draws but the read variance; only the noise pixels can differ."""
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import re
+    import cpu_scale
+    text = cpu_scale.read_noise_probe(n=40, dark=0.3)
+    qs = [float(v) for v in re.search(r"= ([\d. /]+);", text).group(1).split(" / ")]
+    assert qs == sorted(qs) and 0 <= qs[0] and qs[-1] <= 1
+    rms = {k: float(v) for k, v in re.findall(r"(true|read0) *: residual .* rms ([\d.]+)", text)}
+    assert set(rms) == {"true", "read0"} and rms["true"] > 0 and rms["read0"] > 0
+    differ = re.search(r"true - read0 at those pixels: rms ([\d.]+) grey levels, ([\d.]+)% of them differ", text)
+    assert float(differ.group(1)) > 0 and 0 < float(differ.group(2)) < 100   # the read noise changes some pixels
+    # with no read noise in the setting (setting B: blur only) nothing can differ
+    text = cpu_scale.read_noise_probe(n=10, setting="B", dark=0.3)
+    assert "rms 0.000 grey levels, 0.00% of them differ" in text
