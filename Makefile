@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 install: $(VENV)/.installed
 
 # Main job: BNCR-GAN and plain GAN trained side by side (two processes) on the embedded shapes data degraded
-# by setting N (blur + noise + JPEG), about 14.5 minutes on 2 cores; ends with demo-out/demo.png and
+# by setting N (blur + noise + JPEG), about 12 minutes on 2 cores; ends with demo-out/demo.png and
 # demo-out/summary.md (KID of both against the clean data, the degradation BNCR-GAN recovered).
 # Re-running continues or re-uses the finished runs.
 demo: install
