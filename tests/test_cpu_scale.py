@@ -157,6 +157,17 @@ def test_bilinear_channels_last_generator_trains_and_reloads(tmp_path):
         build_generator(cfg.override(["g_upsample=cubic"]), 32)
 
 
+def test_demo_length_note_claims_the_seeds_only_for_the_options_they_were_measured_with():
+    """The demo's summary cites the 3 seeds of cpu-scale.md section 15 only for `laptop` + DEMO_SETS."""
+    from bncr.demo import DEMO_SETS, _length_note
+    demo = preset("laptop").override(list(DEMO_SETS)).to_dict()
+    assert "won in each of 3 seeds measured" in _length_note(demo)
+    for change in ({"ac": 3.0}, {"setting": "B"}, {"iters": 1200}, {"width": 32}):
+        assert "won in each of 3 seeds measured" not in _length_note({**demo, **change}), change
+    assert "has not been measured across seeds" in _length_note({**demo, "iters": 1200})
+    assert _length_note({**demo, "iters": 6000, "deg_warmup": 1000, "ac": 3.0}) == ""
+
+
 def test_demo_trains_both_side_by_side_and_reports(tmp_path, monkeypatch, capsys):
     """`bncr demo` end to end at a tiny size (a fake feature network stands in for Inception)."""
     from test_eval import FakeFeatures
@@ -169,7 +180,7 @@ def test_demo_trains_both_side_by_side_and_reports(tmp_path, monkeypatch, capsys
     assert (out / "demo.png").stat().st_size > 10_000
     assert "| bncr-gan (it 2) |" in text and "| gan (it 2) |" in text and "| degraded data (N) |" in text
     assert "mean kernel entropy" in text and "W1 of q" in text
-    assert "At 2 iterations the comparison is not settled" in text    # shorter than RELIABLE_ITERS
+    assert "At 2 iterations with these options the comparison has not been measured" in text  # not the measured demo
     for m in ("bncr-gan", "gan"):
         cfg = json.loads((out / m / "config.json").read_text())["config"]
         assert cfg["model"] == m and cfg["dataset"] == "shapes" and cfg["threads"] == 1
