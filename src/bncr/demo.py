@@ -1,9 +1,9 @@
 """`bncr demo`: the main job. BNCR-GAN and plain GAN trained side by side on the same degraded data, then one
 picture and a few lines that show whether BNCR-GAN learned *clean* images from degraded ones.
 
-Both runs use the same resolved options (preset ``laptop`` shortened from 6,000 to 2,400 iterations by default, shapes
-degraded by setting N), each in its own process with one thread, so on a 2-core machine they train at the same
-time. Afterwards:
+Both runs use the same resolved options (by default preset ``laptop`` shortened from 6,000 to 2,400 iterations, with
+the adaptive consistency loss's blur term at 10 for that short schedule; shapes degraded by setting N), each in its
+own process with one thread, so on a 2-core machine they train at the same time. Afterwards:
 
 - ``demo.png``: clean data (never shown to either model) | real degraded training images | BNCR-GAN's degraded
   fakes | BNCR-GAN's clean fakes | GAN's fakes;
