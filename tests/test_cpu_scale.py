@@ -158,12 +158,12 @@ def test_bilinear_channels_last_generator_trains_and_reloads(tmp_path):
 
 
 def test_demo_length_note_claims_the_seeds_only_for_the_options_they_were_measured_with():
-    """The demo's summary cites the 3 seeds of cpu-scale.md section 15 only for `laptop` + DEMO_SETS."""
+    """The demo's summary cites the 5 seeds of cpu-scale.md section 15 only for `laptop` + DEMO_SETS."""
     from bncr.demo import DEMO_SETS, _length_note
     demo = preset("laptop").override(list(DEMO_SETS)).to_dict()
-    assert "won in each of 3 seeds measured" in _length_note(demo)
+    assert "ahead of GAN in each of 5 seeds measured" in _length_note(demo)
     for change in ({"ac": 3.0}, {"setting": "B"}, {"iters": 1200}, {"width": 32}):
-        assert "won in each of 3 seeds measured" not in _length_note({**demo, **change}), change
+        assert "ahead of GAN in each of 5 seeds measured" not in _length_note({**demo, **change}), change
     assert "has not been measured across seeds" in _length_note({**demo, "iters": 1200})
     assert _length_note({**demo, "iters": 6000, "deg_warmup": 1000, "ac": 3.0}) == ""
 
