@@ -279,3 +279,25 @@ def test_training_machine_is_read_from_the_run(tmp_path):
     (run / "log.txt").write_text("model gan (...); 5000 training images at 32px; world size 1; device cpu\ndone\n")
     assert training_machine(run) == {"torch": "2.13.0+cpu", "device": "cpu"}
     assert training_machine(tmp_path / "missing") == {}
+
+
+def test_collect_marks_cells_trained_with_other_options_than_todays_preset(tmp_path):
+    """A committed cell whose stored options differ from what the grid trains today is marked and its options
+    listed; a difference in an option the model never reads (GAN's AC weight) is not a difference."""
+    grid = GRIDS["cpu-shapes"]
+    opts = BenchOptions(root=tmp_path / "runs", results_dir=tmp_path / "results")
+    for model, setting, sets in (("bncr-gan", "N", ["ac=1.0", "ac_comp=none"]), ("gan", "N", ["ac=1.0"]),
+                                 ("ambientgan", "N", [])):
+        cell = next(c for c in grid.expand() if c.id == f"shapes/{setting}/{model}/seed0")
+        cfg = cell_config(cell, grid, opts).override(sets + ["threads=1"])   # threads: a machine option, ignored
+        dest = tmp_path / "results" / "cpu-shapes" / "shapes" / setting / model
+        dest.mkdir(parents=True)
+        (dest / "result-seed0.json").write_text(json.dumps({
+            "dataset": "shapes", "setting": setting, "model": model, "seed": 0, "config": cfg.to_dict(),
+            "metrics": {"kid500_train": {"best": 0.1, "last": 0.1}}}))
+    col = collect(grid, opts, source="results")
+    assert col.differs == {"shapes/N/bncr-gan/seed0": {"ac": (1.0, 3.0), "ac_comp": (None, 1.0)}}
+    md = markdown_tables(col)
+    row = lambda m: [c.strip() for c in next(x for x in md.splitlines() if f"(`{m}`)" in x).strip("|").split("|")]
+    assert row("bncr-gan")[-1] == "100.00 [1/3] ‡" and row("gan")[-1] == "100.00 [1/3]"  # column N
+    assert "- `shapes/N/bncr-gan/seed0`: ac=1.0 (today 3.0), ac_comp=None (today 1.0)" in md

@@ -306,3 +306,45 @@ def test_per_generator_ds_bound(tmp_path):
     assert row["G_k_ds"] < -1e-6
     with pytest.raises(UserError, match="ds_q_tau"):
         Trainer(tiny_cfg("bncr-gan", ds_q_tau=-1.0), tmp_path / "bad", progress=False)
+
+
+def _state_tensors(run: Path) -> list[torch.Tensor]:
+    snap = torch.load(run / "snapshot-000002.pt", weights_only=True)
+    out = []
+
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            out.append(x)
+        elif isinstance(x, dict):
+            for k in sorted(x):
+                walk(x[k])
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+    walk(snap)
+    return out
+
+
+@pytest.mark.parametrize("model", ["gan", "br-gan-ac", "cr-gan-ac"])
+def test_options_a_model_never_reads_do_not_change_its_training(model, tmp_path):
+    """ModelSpec.unused_options is what the benchmark's stale-cell check ignores: changing those options must leave
+    the trained weights bit-identical."""
+    from bncr.models.registry import get_model
+    unused = get_model(model).unused_options()
+    assert unused and unused <= set(AC_CHANGED)
+    base = train(tiny_cfg(model, iters=2, snap_every=2), tmp_path / "a", progress=False)
+    other = train(tiny_cfg(model, iters=2, snap_every=2, **{k: AC_CHANGED[k] for k in unused}), tmp_path / "b",
+                  progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(_state_tensors(base), _state_tensors(other)))
+
+
+AC_CHANGED = {"ac": 7.0, "ac_comp": 0.5, "ac_norm": "sum", "mu_k": 3.0, "mu_q": 2.0}
+
+
+def test_bncr_gan_reads_every_ac_option(tmp_path):
+    """The counterpart: BNCR-GAN has both AC terms, so no option is unused and changing one changes its weights."""
+    from bncr.models.registry import get_model
+    assert get_model("bncr-gan").unused_options() == frozenset()
+    b1 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2), tmp_path / "c", progress=False)
+    b2 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2, mu_q=2.0), tmp_path / "d", progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(_state_tensors(b1), _state_tensors(b2)))

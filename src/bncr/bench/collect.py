@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import UserError
 from ..io import atomic_write_text, ensure_writable_dir
 from .grids import Cell, Grid
 from .paper import MODEL_LABELS, NOT_IMPLEMENTED, PAPER_TABLES, paper_fid
-from .runner import (RESULT_FILE, BenchOptions, _common_flags, cell_status, grid_cells, results_dir,
+from .runner import (RESULT_FILE, BenchOptions, _common_flags, cell_config, cell_status, grid_cells, results_dir,
                      summarise_metrics)
 
 
@@ -35,6 +35,8 @@ class Collected:
     stds: dict[tuple[str, str, str, str], dict[int, Optional[float]]] = field(default_factory=dict)
     results: dict[str, dict] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
+    # differs[cell id] = {option: (trained with, today's)}: cells trained with options other than the grid's today
+    differs: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
 
     def median(self, dataset: str, setting: str, model: str, metric: str) -> tuple[Optional[float], int]:
         v = self.values.get((dataset, setting, model, metric), {})
@@ -65,6 +67,9 @@ def collect(grid: Grid, opts: BenchOptions, source: str = "runs") -> Collected:
             result = json.loads(rp.read_text()) if rp.is_file() else {}
             metrics = summarise_metrics(run, names)
         col.results[cell.id] = result
+        diff = option_differences(result, cell, grid, opts)
+        if diff:
+            col.differs[cell.id] = diff
         for n in names:
             m = metrics.get(n)
             if m is None or m.get("best") is None:
@@ -73,6 +78,33 @@ def collect(grid: Grid, opts: BenchOptions, source: str = "runs") -> Collected:
             col.values.setdefault(key, {})[cell.seed] = float(m["best"])
             col.stds.setdefault(key, {})[cell.seed] = m.get("best_std")
     return col
+
+
+def option_differences(result: dict, cell: Cell, grid: Grid, opts: BenchOptions) -> dict[str, tuple[Any, Any]]:
+    """{option: (trained with, today's)} for each training option in which a cell's stored result differs from what
+    the grid would train today (machine and logging options, and options the model never reads, are not compared)."""
+    stored = result.get("config")
+    if not stored or grid.kind == "restoration":
+        return {}
+    from ..models.registry import get_model
+    from ..train.config import GROUPS, TrainConfig
+    trained = TrainConfig.from_dict(stored).to_dict()
+    today = cell_config(cell, grid, opts).to_dict()
+    ignore = set(GROUPS["logging and machine"]) | {"data_root"} | get_model(cell.model).unused_options()
+    return {k: (trained[k], v) for k, v in today.items() if k not in ignore and trained[k] != v}
+
+
+def _differs_note(col: Collected) -> list[str]:
+    if not col.differs:
+        return []
+    lines = [f"`{DIFFERS_MARK}` at least one seed was trained with options other than today's preset "
+             f"(`{col.grid.preset}`) gives; the cells and options (trained with, today's value):", ""]
+    for cid, diff in col.differs.items():
+        lines.append(f"- `{cid}`: " + ", ".join(f"{k}={a} (today {b})" for k, (a, b) in diff.items()))
+    return lines + [""]
+
+
+DIFFERS_MARK = "‡"
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -113,6 +145,8 @@ def markdown_table(col: Collected, dataset: str, metric: str, with_paper: bool =
             else:
                 v, k = col.median(dataset, s, model, metric)
                 note = f" [{k}/{n_seeds}]" if 0 < k < n_seeds else ""
+                if any(Cell(grid.name, dataset, s, model, seed).id in col.differs for seed in col.seeds):
+                    note += f" {DIFFERS_MARK}"
                 cells.append(f"{_fmt(v, kind)}{note}{p}")
         label = MODEL_LABELS.get(model, model)
         lines.append("| " + " | ".join([f"{label} (`{model}`)"] + cells) + " |")
@@ -189,6 +223,7 @@ def markdown_tables(col: Collected, with_paper: bool = True) -> str:
               "`n/a` not implemented: " + "; ".join(f"{MODEL_LABELS[k]}: {v}" for k, v in NOT_IMPLEMENTED.items()
                                                      if k in grid.models))
     out += [legend if any(m in NOT_IMPLEMENTED for m in grid.models) else legend.split(", `n/a`")[0] + ".", ""]
+    out += _differs_note(col)
     for note in grid.notes:
         out += [f"Note: {note}", ""]
     if col.pending:

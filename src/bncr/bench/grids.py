@@ -151,11 +151,13 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
                 "q-gradient, sigmoid q, DS on G_n's parameters and on (q, m_q)); today's `cpu` preset trains other "
                 "models. Kept for the record; the current CPU benchmark is the cpu-shapes grid "
                 "(docs/research/cpu-scale.md).")),
-    Grid("cpu-shapes", "CPU benchmark at the scale where G_x converges: shapes, settings A, B, H, noise, N, "
+    Grid("cpu-shapes", "CPU benchmark at the scale where G_x converges: shapes, settings A, B, D, H, J, noise, N, "
          "preset laptop",
          ("shapes",),
          (("A", ("gan",)), ("B", ("gan", "ambientgan", "br-gan", "br-gan-nomask", "deblur+gan")),
+          ("D", ("gan", "ambientgan", "br-gan", "br-gan-nomask", "br-gan-ac")),
           ("H", ("gan", "ambientgan", "cr-gan", "cr-gan-nomask", "deblock+gan")),
+          ("J", ("gan", "ambientgan", "cr-gan", "cr-gan-nomask")),
           ("noise", ("gan", "ambientgan", "nr-gan")),
           ("N", ("gan", "ambientgan", "bncr-gan", "bncr-gan-noac"))),
          (0, 1, 2), "laptop", ("kid",), 500, "last", commit_results=True,

@@ -50,6 +50,18 @@ class ModelSpec:
                 out[stage] = mode[5:] if has[stage] else "off"
         return replace(self, **out)
 
+    def unused_options(self) -> frozenset[str]:
+        """Training options this model never reads, so runs that differ only in them train identically (the
+        adaptive consistency options of a model without those terms)."""
+        unused = set()
+        if not self.ac_blur:
+            unused |= {"mu_k"}
+        if not self.ac_comp:
+            unused |= {"ac_comp", "mu_q"}
+        if not (self.ac_blur or self.ac_comp):
+            unused |= {"ac", "ac_norm"}
+        return frozenset(unused)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
