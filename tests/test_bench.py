@@ -57,6 +57,7 @@ def test_grid_sizes():
     assert len(GRIDS["table1-blur"].expand()) == (8 * 7 - 2) * 3
     assert len(GRIDS["table1-jpeg"].expand()) == (8 * 7 - 2) * 3
     assert len(GRIDS["table3-ffhq"].expand()) == 11 and GRIDS["table3-ffhq"].resolution == 128
+    assert len(GRIDS["cpu-shapes"].expand()) == 27 * 3   # docs/benchmark.md lists the cells
     assert dict(GRIDS["cpu-shapes"].cells)["B"][-1] == "deblur+gan"
     assert dict(GRIDS["cpu-shapes"].cells)["H"][-1] == "deblock+gan"
     assert not any(g.unavailable for g in GRIDS.values())   # every model of the paper is implemented
