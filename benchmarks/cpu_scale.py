@@ -94,7 +94,8 @@ RECOVERY = (("entropy_mean", "mean kernel entropy H(k) (nats)", 0.15, "rel"),
              "info"),
             ("frac_noised", "fraction noised", 0.10, "abs"),
             ("q_w1", "W1 of q over compressed images", 8.0, "err"),
-            ("frac_compressed", "fraction compressed (m_q > 0.5)", 0.10, "abs"))
+            ("frac_compressed", "fraction compressed (m_q > 0.5)", 0.10, "abs"),
+            ("frac_mask_soft", "soft masks (0.1 < m_q < 0.9)", None, "info"))
 
 
 def recovery(runs: list[str], n: int = 2048) -> str:
@@ -113,8 +114,8 @@ def recovery(runs: list[str], n: int = 2048) -> str:
             except KeyError:
                 cells.append("n/a")
                 continue
-            if kind == "info":
-                cells.append(row.cells()[3])
+            if kind == "info":   # the error where the row has one (curve), else the generated value
+                cells.append(row.cells()[3] if row.generated is None else row.cells()[1])
             elif kind == "err":
                 ok = row.error is not None and row.error <= tol
                 cells.append(f"{row.cells()[3]} {'pass' if ok else 'FAIL'}")

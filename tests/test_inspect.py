@@ -131,7 +131,7 @@ def test_a_perfect_generator_recovers_the_truth_and_a_wrong_one_does_not():
     assert r.row("frac_entropy_rule").error == 0
     for key in ("entropy_w1", "rg_w1", "offset_mean", "q_w1", "q_w1_weighted", "noise_curve_maxrel", "log10_a_q", "log10_b_q"):
         assert r.row(key).error == pytest.approx(0, abs=1e-9), key
-    for key in ("frac_compressed", "frac_compressed_w", "frac_noised", "q_mean", "noise_std_mid"):
+    for key in ("frac_compressed", "frac_compressed_w", "frac_mask_soft", "frac_noised", "q_mean", "noise_std_mid"):
         assert r.row(key).error == pytest.approx(0, abs=1e-9), key
     # a generator that is wrong by known amounts
     g = _as_generated(truth)
@@ -140,6 +140,8 @@ def test_a_perfect_generator_recovers_the_truth_and_a_wrong_one_does_not():
     g.a, g.b = 4 * truth.a, 4 * truth.b       # noise std twice the truth
     r = recovery(g, truth)
     assert r.row("frac_compressed").generated == 0
+    assert r.row("frac_mask_soft").generated == pytest.approx(truth.compressed.mean())  # 0.3: soft
+    assert r.row("frac_mask_soft").true == 0                                             # flags are 0 or 1
     assert r.row("frac_compressed_w").error == pytest.approx(-0.7 * truth.compressed.mean())
     assert r.row("q_w1").error is None and r.row("q_w1_weighted").error == pytest.approx(10.0)
     assert r.row("noise_curve_maxrel").error == pytest.approx(1.0)

@@ -24,6 +24,9 @@ from .samples import Degradations
 
 BLUR_ENTROPY_NATS = 0.1
 MASK_THRESHOLD = 0.5
+# A mask value in this open interval blends JPEG and the uncompressed image (Eq. 5) about evenly or more: the
+# threshold above then decides "compressed" by noise around it (the CPU-scale CR-GAN runs left most masks here).
+MASK_SOFT = (0.1, 0.9)
 NOISE_STD_MIN = 1.0 / 255.0
 NOISE_X = np.linspace(0.0, 1.0, 101)          # intensities of the noise std curve, [0, 1] values
 QUANTILES = (0.05, 0.5, 0.95)
@@ -79,6 +82,7 @@ class SideStats:
     q_compressed: Optional[np.ndarray] = None   # q of the compressed images (flag, or m_q > 0.5)
     frac_compressed: Optional[float] = None     # flags, or m_q > 0.5
     frac_compressed_weighted: Optional[float] = None  # mean m_q
+    frac_mask_soft: Optional[float] = None      # MASK_SOFT[0] < m_q < MASK_SOFT[1]: neither compressed nor not
     noise_std_mid: Optional[np.ndarray] = None  # (n,) sqrt(var(0.5))
     frac_noised: Optional[float] = None         # flags, or std(0.5) > 1/255
     noise_curve: Optional[np.ndarray] = None    # population std sqrt(E[var(x)]) on NOISE_X
@@ -101,6 +105,7 @@ def side_stats(d: Degradations) -> SideStats:
         s.q_compressed = d.q[comp]
         s.frac_compressed = float(np.mean(comp))
         s.frac_compressed_weighted = float(np.mean(d.m_q))
+        s.frac_mask_soft = float(np.mean((d.m_q > MASK_SOFT[0]) & (d.m_q < MASK_SOFT[1])))
     if d.has_noise:
         s.noise_std_mid = np.sqrt(np.maximum(d.noise_var(np.array([0.5]))[:, 0], 0.0))
         noised = d.noised if d.noised is not None else s.noise_std_mid > NOISE_STD_MIN
@@ -249,6 +254,9 @@ def recovery(gen: Degradations, truth: Optional[Degradations],
                         _diff(g.frac_compressed, T.frac_compressed)))
         rows.append(Row("frac_compressed_w", "fraction compressed (mean m_q)", g.frac_compressed_weighted,
                         T.frac_compressed, _diff(g.frac_compressed_weighted, T.frac_compressed)))
+        rows.append(Row("frac_mask_soft", f"soft masks ({MASK_SOFT[0]} < m_q < {MASK_SOFT[1]}: a blend of "
+                        "compressed and not)", g.frac_mask_soft, T.frac_mask_soft,
+                        _diff(g.frac_mask_soft, T.frac_mask_soft)))
         rows.append(Row("q_mean", "mean q of compressed images", _mean(g.q_compressed), _mean(T.q_compressed),
                         _diff(_mean(g.q_compressed), _mean(T.q_compressed)), fmt=".1f", err_fmt="+.1f"))
         rows.append(Row("q_w1", "W1 of q over compressed images (m_q > 0.5)", None, None,
