@@ -95,7 +95,10 @@ RECOVERY = (("entropy_mean", "mean kernel entropy H(k) (nats)", 0.15, "rel"),
             ("frac_noised", "fraction noised", 0.10, "abs"),
             ("q_w1", "W1 of q over compressed images", 8.0, "err"),
             ("frac_compressed", "fraction compressed (m_q > 0.5)", 0.10, "abs"),
-            ("frac_mask_soft", "soft masks (0.1 < m_q < 0.9)", None, "info"))
+            ("frac_mask_soft", "soft masks (0.1 < m_q < 0.9)", None, "info"),
+            ("blur_strength", "blur strength, rms of x * k - x on G_x's images (grey levels), learned vs true", None,
+             "pair"),
+            ("jpeg_strength", "JPEG strength, rms of y - u (grey levels), learned vs true", None, "pair"))
 
 
 def recovery(runs: list[str], n: int = 2048) -> str:
@@ -116,6 +119,8 @@ def recovery(runs: list[str], n: int = 2048) -> str:
                 continue
             if kind == "info":   # the error where the row has one (curve), else the generated value
                 cells.append(row.cells()[3] if row.generated is None else row.cells()[1])
+            elif kind == "pair":
+                cells.append(f"{row.cells()[1]} vs {row.cells()[2]} ({row.cells()[3]})")
             elif kind == "err":
                 ok = row.error is not None and row.error <= tol
                 cells.append(f"{row.cells()[3]} {'pass' if ok else 'FAIL'}")

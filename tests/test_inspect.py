@@ -366,3 +366,48 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert im.shape == (3000, 1200)
     rows_with_ink = (im < 200).any(axis=1).mean()
     assert rows_with_ink > 0.5                                  # figures and tables down the page, not blank
+
+
+# ---------------------------------------------------------------------------------------------- stage strengths
+class _FixedQuality(torch.nn.Module):
+    """A stand-in G_q: every image at quality q with mask m (Eq. 5's blend weight)."""
+
+    def __init__(self, q: float, m: float, z_dim: int):
+        super().__init__()
+        self.q, self.m, self.z_dim = q, m, z_dim
+
+    def forward(self, z):
+        n = z.shape[0]
+        return z.new_full((n,), self.q), z.new_full((n,), self.m)
+
+
+def test_stage_strengths_measure_the_blend_and_the_identity():
+    """A JPEG stage at half mask changes each image exactly half as much as at full mask (Eq. 5 is linear in m_q);
+    an identity kernel does not change G_x's images at all; the true stages are the same in every call."""
+    from bncr.report.strength import stage_strengths, strength_rows
+    from bncr.train.loop import build_nets
+    torch.manual_seed(0)
+    cfg = TrainConfig(model="bncr-gan", setting="N").override(TINY)
+    nets = build_nets(cfg, get_model("bncr-gan"), get_setting("N"), 32)
+    G_x, pipe = nets.G_x_ema, nets.pipe_ema
+    out = {}
+    for m in (1.0, 0.5):
+        pipe.G_q = _FixedQuality(70.0, m, cfg.z_dim)
+        out[m] = stage_strengths(G_x, pipe, cfg.to_dict(), get_setting("N"), n=16, seed=3)
+    full, half = out[1.0]["jpeg"], out[0.5]["jpeg"]
+    assert np.allclose(half[0], 0.5 * full[0], rtol=1e-4, atol=1e-4) and full[0].mean() > 1.0
+    assert np.array_equal(full[1], half[1]) and full[1].mean() > 1.0      # the truth does not depend on the model
+    rows = {r.key: r for r in strength_rows(out[0.5])}
+    assert rows["jpeg_strength"].error == pytest.approx(half[0].mean() / half[1].mean() - 1)
+    # blur: the kernels of G_k replaced by the identity (a mask of 0 keeps k_I alone)
+    class _Identity(torch.nn.Module):
+        z_dim = cfg.z_dim
+
+        def forward(self, z):
+            from bncr.nets.degradation_generators import identity_kernel
+            k = identity_kernel(K, z.device).expand(z.shape[0], -1, -1)
+            return type("K", (), {"k": k, "m_k": torch.zeros_like(k)})()
+    K = pipe.G_k.kernel_size
+    pipe.G_k = _Identity()
+    s = stage_strengths(G_x, pipe, cfg.to_dict(), get_setting("N"), n=16, seed=3)
+    assert s["blur"][0].max() < 1e-3 and s["blur"][1].mean() > 0.5

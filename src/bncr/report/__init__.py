@@ -248,6 +248,9 @@ def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Opt
                      f"the pixels of {min(len(clean), INTENSITY_IMAGES)} images); outside it the noise std curve is "
                      f"G_n's extrapolation, which the data cannot constrain")
     rec = recovery(gen, truth, x_range)
+    if manifest is None and truth is not None and not cfg["oracle_clean"]:
+        from .strength import stage_strengths, strength_rows   # the stages' effect on the run's own images
+        rec.rows += strength_rows(stage_strengths(G_x, pipe, cfg, setting, min(n, 512), seed))
 
     stats = _read_jsonl(run_dir / "stats.jsonl")
     metrics = []
