@@ -20,6 +20,8 @@ PAPER_MODEL_NAMES = {
     "UNIR†": "unir-dagger", "BNCR-GAN+UNIR": "bncr-gan+unir", "CycleGAN‡": "cyclegan",   # Table 4's restorers
 }
 MODEL_LABELS = {v: k for k, v in PAPER_MODEL_NAMES.items()}
+# Our diagnostic configurations in result tables (not models of the paper; footnote 9 suggests CR-GAN + L_AC).
+MODEL_LABELS.update({"br-gan-ac": "BR-GAN + L_AC blur term (ours)", "cr-gan-ac": "CR-GAN + L_AC compression term"})
 
 # Models of the paper that this package does not implement (model name -> why); none at present.
 NOT_IMPLEMENTED: dict[str, str] = {}
