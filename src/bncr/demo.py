@@ -131,7 +131,7 @@ def summary(out: Path, bncr_run: Path, gan_run: Path, num: int, gan_rows: Option
         rows = compare_runs([bncr_run, gan_run], num=num, progress=True)
     else:
         rows = gan_rows[:-1] + compare_runs([bncr_run], num=num, data_rows=False, progress=True) + gan_rows[-1:]
-    rep = inspect_run(bncr_run, n=1024, images=False)
+    rep = inspect_run(bncr_run, n=1024, images=False, strengths=False)   # the summary shows RECOVERY_KEYS only
     keep = [r for r in rep.recovery.rows if r.key in RECOVERY_KEYS]
     by = {r.name: r.values["kid"] for r in rows}
     verdict = ("BNCR-GAN's clean fakes are closer to the clean data than GAN's" if by["bncr-gan"] < by["gan"]

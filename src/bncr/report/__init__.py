@@ -161,14 +161,16 @@ def regenerate_final(G_x, pipe, cfg: dict, setting: Setting, clean) -> list[tupl
 # ---------------------------------------------------------------------------------------------- main
 def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Optional[str | Path] = None,
                 n_true: Optional[int] = 5000, images: bool = True, live: bool = False,
-                device: Optional[str] = None) -> Report:
+                device: Optional[str] = None, strengths: bool = True) -> Report:
     """Sample the learned degradation generators of a run (directory or snapshot) and compare them
     with the ground truth of its training images.
 
     n: samples of each generator; seed: their latents' seed; manifest: a `bncr degrade` directory or
     manifest.json to use as ground truth instead of the run's setting; n_true: at most this many
     training images for the ground truth (evenly spaced; None: all); images: regenerate final.png;
-    live: the current (not EMA) weights of G_x and G_k / G_n / G_q, from the run's training-state.pt.
+    live: the current (not EMA) weights of G_x and G_k / G_n / G_q, from the run's training-state.pt;
+    strengths: add the stage-strength rows (report/strength.py: 512 clean fakes through the learned and the true
+    stages, a few seconds on a CPU).
     Raises UserError for a run without learned degradation (e.g. model gan, or AmbientGAN).
     """
     from ..api import find_snapshot, load_pipeline
@@ -248,7 +250,7 @@ def inspect_run(path: str | Path, n: int = 2048, *, seed: int = 0, manifest: Opt
                      f"the pixels of {min(len(clean), INTENSITY_IMAGES)} images); outside it the noise std curve is "
                      f"G_n's extrapolation, which the data cannot constrain")
     rec = recovery(gen, truth, x_range)
-    if manifest is None and truth is not None and not cfg["oracle_clean"]:
+    if strengths and manifest is None and truth is not None and not cfg["oracle_clean"]:
         from .strength import stage_strengths, strength_rows   # the stages' effect on the run's own images
         rec.rows += strength_rows(stage_strengths(G_x, pipe, cfg, setting, min(n, 512), seed))
 
