@@ -30,8 +30,8 @@ from .io import atomic_write_text
 # with the blur term of the adaptive consistency loss at 10 instead of 3: at `laptop`'s weight the learned kernel
 # widens at the release and narrows back only after 4,000-6,000 iterations, so at 2,400 BNCR-GAN lost to GAN
 # (cpu-scale.md section 14.3); at 10 it comes back within a few hundred iterations (ending below the truth) and
-# BNCR-GAN was ahead in each of 5 seeds (section 15). `make demo` from a fresh clone: 12.9 minutes on the 2-core
-# machine, install included.
+# BNCR-GAN was ahead in each of 5 seeds (section 15). `make demo` from a fresh clone: 11.3 minutes on the idle 2-core
+# machine, install included (section 15.4).
 DEMO_SETS = ("iters=2400", "deg_warmup=800", "ac=10")
 # The length at which `laptop` (ac=3) beat GAN on N in every seed measured (3 of 3, cpu-scale.md section 14.1).
 RELIABLE_ITERS = 6000
