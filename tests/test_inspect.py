@@ -399,14 +399,15 @@ def test_stage_strengths_measure_the_blend_and_the_identity():
     assert np.array_equal(full[1], half[1]) and full[1].mean() > 1.0      # the truth does not depend on the model
     rows = {r.key: r for r in strength_rows(out[0.5])}
     assert rows["jpeg_strength"].error == pytest.approx(half[0].mean() / half[1].mean() - 1)
-    # blur: the kernels of G_k replaced by the identity (a mask of 0 keeps k_I alone)
+    # blur: G_k replaced by one that returns the identity kernel k_I for every image
+    from bncr.nets.degradation_generators import KernelOutput, identity_kernel
+
     class _Identity(torch.nn.Module):
         z_dim = cfg.z_dim
 
         def forward(self, z):
-            from bncr.nets.degradation_generators import identity_kernel
             k = identity_kernel(K, z.device).expand(z.shape[0], -1, -1)
-            return type("K", (), {"k": k, "m_k": torch.zeros_like(k)})()
+            return KernelOutput(k, k, torch.zeros_like(k))
     K = pipe.G_k.kernel_size
     pipe.G_k = _Identity()
     s = stage_strengths(G_x, pipe, cfg.to_dict(), get_setting("N"), n=16, seed=3)

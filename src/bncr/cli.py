@@ -227,7 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo-out", help="where the two runs, demo.png and summary.md go")
-    p.add_argument("--preset", default="laptop", help="option set of both runs (default laptop, shortened to 2,400 iterations with ac=10: about 12 min on 2 cores)")
+    p.add_argument("--preset", default="laptop", help="option set of both runs (default laptop, shortened to 2,400 iterations with ac=10: about 11 min on 2 cores, install included)")
     p.add_argument("--setting", default="N", help="degradation setting (default N: blur, noise and JPEG)")
     p.add_argument("--num", type=int, default=200, help="images per KID row (default 200)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="training option for both runs")

@@ -80,6 +80,9 @@ def collect(grid: Grid, opts: BenchOptions, source: str = "runs") -> Collected:
     return col
 
 
+DIFFERS_MARK = "‡"   # a table cell with a seed trained with other options than today's preset
+
+
 def option_differences(result: dict, cell: Cell, grid: Grid, opts: BenchOptions) -> dict[str, tuple[Any, Any]]:
     """{option: (trained with, today's)} for each training option in which a cell's stored result differs from what
     the grid would train today (machine and logging options, and options the model never reads, are not compared)."""
@@ -102,9 +105,6 @@ def _differs_note(col: Collected) -> list[str]:
     for cid, diff in col.differs.items():
         lines.append(f"- `{cid}`: " + ", ".join(f"{k}={a} (today {b})" for k, (a, b) in diff.items()))
     return lines + [""]
-
-
-DIFFERS_MARK = "‡"
 
 
 # ---------------------------------------------------------------------------------------------- tables

@@ -25,13 +25,14 @@ def _rms(a: torch.Tensor) -> np.ndarray:
     return (a.flatten(1).pow(2).mean(1).sqrt() * GREY).cpu().numpy()
 
 
-def _truth(stage: str, pipe: DegradationPipeline, cfg: dict, setting: Setting, n: int) -> DegradationPipeline:
+def _truth(stage: str, pipe: DegradationPipeline, cfg: dict, setting: Setting, n: int,
+           device: torch.device) -> DegradationPipeline:
     """The setting's true simulator for `stage` alone ("blur" or "jpeg"), as AmbientGAN applies it (a bank of 2n
     true draws: AmbientGAN's 4,096 take seconds to draw)."""
     spec = ModelSpec(f"truth-{stage}", f"the true {stage} of the setting", **{stage: "known"})
     tp = DegradationPipeline(spec, setting, pipe.resolution, kernel_size=pipe.kernel_size, bank_size=2 * n,
                              data_seed=int(cfg["data_seed"]), dequantize=bool(cfg["dequantize"]))
-    return tp.to(next(pipe.parameters(), torch.empty(0)).device).eval()
+    return tp.to(device).eval()
 
 
 @torch.no_grad()
@@ -46,10 +47,10 @@ def stage_strengths(G_x: torch.nn.Module, pipe: DegradationPipeline, cfg: dict, 
     learned = ("generator", "parameter")
     res = {}
     if pipe.spec.blur in learned and setting.p_blur > 0:
-        tp = _truth("blur", pipe, cfg, setting, n)
+        tp = _truth("blur", pipe, cfg, setting, n, dev)
         res["blur"] = (_rms(out.x_blur - x), _rms(tp(x, tp.sample_latents(n, g, dev)).x_blur - x))
     if pipe.spec.jpeg in learned and setting.p_jpeg > 0:
-        tp = _truth("jpeg", pipe, cfg, setting, n)
+        tp = _truth("jpeg", pipe, cfg, setting, n, dev)
         u = out.u.clamp(-1, 1)          # y is clamped after the stage; compare both on the same clamped input
         res["jpeg"] = (_rms(out.y - u), _rms(tp(u, tp.sample_latents(n, g, dev)).y - u))
     return res
