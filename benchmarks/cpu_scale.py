@@ -10,6 +10,8 @@
         `bncr inspect` numbers of each run against the recovery targets (pass / FAIL)
     python benchmarks/cpu_scale.py readnoise [--n 2000]
         how much of setting N's read noise (the std curve at x = 0) the degraded shapes show at all
+    python benchmarks/cpu_scale.py spread runs/x [runs/y ...] [--num 500] [--k 8]
+        the image statistics' spread between sets of 500 images of one source (clean sets; latent seeds of a run)
     python benchmarks/cpu_scale.py init [--seeds 0 1 ...] [--set KEY=VALUE ...]
         the degradation generators' initial outputs per seed (what the warm-up holds), `laptop` BNCR-GAN on N
 
@@ -192,6 +194,49 @@ def read_noise_probe(n: int = 2000, setting: str = "N", dark: float = 0.05) -> s
     return "\n".join(lines)
 
 
+SPREAD_STATS = ("sharpness", "noise", "blockiness", "hf")
+
+
+def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
+    """How much the image statistics of `bncr compare` move between sets of `num` images of the same source: the
+    clean training images in k disjoint sets, and each run's EMA G_x sampled with k latent seeds. A model's
+    statistic is only closer to the clean data's than another's when the gap exceeds these spreads."""
+    from bncr.api import find_snapshot, load_generator, sample_images
+    from bncr.data import open_dataset
+    from bncr.metrics.evaluate import run_config
+    from bncr.metrics.imagestats import blockiness, grid_phases, hf_energy, noise_std, sharpness
+    fns = dict(zip(SPREAD_STATS, (sharpness, noise_std, blockiness, hf_energy)))
+
+    def stats(sets) -> dict[str, np.ndarray]:
+        out = {name: np.array([f(u8) for u8 in sets]) for name, f in fns.items()}
+        out["phases"] = np.mean([grid_phases(u8) for u8 in sets], axis=0)
+        return out
+
+    cfg = run_config(runs[0])["config"]
+    ds = open_dataset(cfg["dataset"], count=cfg["count"])
+    if k * num > len(ds):
+        raise SystemExit(f"spread: {k} disjoint sets of {num} need {k * num} clean images, the runs' data has {len(ds)}")
+    rows = [("clean data", f"{k} disjoint sets of {num} training images",
+             stats([np.stack([ds[i] for i in range(j * num, (j + 1) * num)]) for j in range(k)]))]
+    for r in runs:
+        G = load_generator(find_snapshot(r))
+        with torch.no_grad():
+            sets = [sample_images(G, num, seed=s).numpy() for s in range(k)]
+        rows.append((run_config(r)["config"]["model"], r, stats(sets)))
+    head = "| images | " + " | ".join(f"{n} (mean ± sd)" for n in SPREAD_STATS) + " | source |"
+    out = [head, "|---" * (len(SPREAD_STATS) + 2) + "|"]
+    for name, src, v in rows:
+        cells = [f"{v[n].mean():.4g} ± {v[n].std(ddof=1):.2g}" for n in SPREAD_STATS]
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {src} |")
+    out += ["", "Mean |difference| between neighbouring pixels at each position j mod 8 of the difference between "
+            "pixels j and j+1 (rows and columns), over its mean: blockiness reads phase 7 (JPEG's block edges).", "",
+            "| images | " + " | ".join(f"phase {p}" for p in range(8)) + " | inside-border excess | source |",
+            "|---" * 11 + "|"]
+    out += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in st["phases"]) + f" | {(st['phases'][0] + st['phases'][6]) / 2 - 1:+.3f}"
+            f" | {src} |" for name, src, st in rows]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -212,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. deg_center_init=true")
     rp = sub.add_parser("readnoise", help="how much of setting N's read noise the degraded shapes show")
     rp.add_argument("--n", type=int, default=2000)
+    sp = sub.add_parser("spread", help="sampling spread of the image statistics: disjoint clean sets, latent seeds")
+    sp.add_argument("runs", nargs="+")
+    sp.add_argument("--num", type=int, default=500)
+    sp.add_argument("--k", type=int, default=8)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "curve":
@@ -220,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         print(recovery(a.runs))
     elif a.cmd == "readnoise":
         print(read_noise_probe(a.n))
+    elif a.cmd == "spread":
+        print(sampling_spread(a.runs, a.num, a.k))
     elif a.cmd == "init":
         print(initial_outputs(a.seeds, a.set))
     else:

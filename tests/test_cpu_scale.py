@@ -71,6 +71,20 @@ def test_sharpness_falls_with_blur_and_blockiness_rises_with_jpeg():
         st.sharpness(x.astype(np.float32))
 
 
+def test_grid_phases_see_a_pattern_on_the_jpeg_grid_and_not_random_edges():
+    rng = np.random.default_rng(0)
+    flat = np.clip(128 + rng.normal(0, 10, (64, 32, 32, 3)), 0, 255).astype(np.uint8)
+    assert np.allclose(st.grid_phases(flat), 1.0, atol=0.03) and abs(st.border_excess(flat)) < 0.03
+    patterned = flat.astype(float)
+    patterned[:, :, 1::8] += 12      # a step up at column 1 and down at 2 of each block: differences at phases 0, 1
+    patterned[:, :, 7::8] += 12      # and at column 7: differences at phases 6, 7
+    patterned = np.clip(patterned, 0, 255).astype(np.uint8)
+    ph = st.grid_phases(patterned)
+    assert ph[0] > 1.1 and ph[6] > 1.1 and ph[3] < 1.0 and st.border_excess(patterned) > 0.1
+    comp = np.stack([jpeg_pil(im, 20) for im in flat])
+    assert int(np.argmax(st.grid_phases(comp))) == 7           # JPEG's own blocks: phase 7
+
+
 # ------------------------------------------------------------------------------------------- presets
 def test_presets_explicit_and_documented_differences():
     assert set(PRESETS) >= {"default", "paper", "laptop", "cpu"}

@@ -395,6 +395,25 @@ def test_quality_generator_ranges():
     torch.testing.assert_close(m3, torch.full((4,), 0.2))
 
 
+def test_hard_quality_mask_is_a_decision_with_the_soft_masks_gradient():
+    """q_mask="hard": m_q is 0 or 1 (each image compressed or not), split where the soft mask crosses 0.5, and the
+    gradient reaching G_q's weights is the soft mask's (straight-through)."""
+    z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    soft = QualityGenerator(z_dim=8, hidden=32)
+    torch.manual_seed(0)
+    hard = QualityGenerator(z_dim=8, hidden=32, hard_mask=True)
+    (_, m_s), (_, m_h) = soft(z), hard(z)
+    assert set(m_h.unique().tolist()) == {0.0, 1.0}          # this seed's z give both decisions
+    assert torch.equal(m_h, (m_s > 0.5).float())
+    w = torch.linspace(-1, 1, 64)
+    (m_s * w).sum().backward()
+    (m_h * w).sum().backward()
+    for a, b in zip(soft.parameters(), hard.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+    assert hard.head.weight.grad.abs().sum() > 0
+
+
 def test_noise_param_generator():
     torch.manual_seed(0)
     g = NoiseParamGenerator(z_dim=8, hidden=32)

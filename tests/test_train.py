@@ -339,7 +339,7 @@ def test_options_a_model_never_reads_do_not_change_its_training(model, tmp_path)
     assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-AC_CHANGED = {"ac": 7.0, "ac_comp": 0.5, "ac_norm": "sum", "mu_k": 3.0, "mu_q": 2.0}
+AC_CHANGED = {"ac": 7.0, "ac_comp": 0.5, "ac_norm": "sum", "mu_k": 3.0, "mu_q": 2.0, "q_mask": "hard"}
 
 
 def test_bncr_gan_reads_every_ac_option(tmp_path):
@@ -349,3 +349,23 @@ def test_bncr_gan_reads_every_ac_option(tmp_path):
     b1 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2), tmp_path / "c", progress=False)
     b2 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2, mu_q=2.0), tmp_path / "d", progress=False)
     assert not all(torch.equal(a, b) for a, b in zip(_state_tensors(b1), _state_tensors(b2)))
+
+
+def test_cr_gan_reads_q_mask_and_its_hard_masks_decide(tmp_path):
+    """q_mask="hard" changes CR-GAN's training, and the masks a run's G_q draws are decisions (0 or 1), so the
+    recovery report's fraction compressed counts images, not blends."""
+    from bncr.degradations.settings import get_setting
+    from bncr.models.pipeline import DegradationPipeline
+    from bncr.models.registry import get_model
+    from bncr.report.samples import sample_generated
+    assert "q_mask" not in get_model("cr-gan").unused_options()
+    assert "q_mask" in get_model("cr-gan-nomask").unused_options()
+    c1 = train(tiny_cfg("cr-gan", iters=2, snap_every=2), tmp_path / "e", progress=False)
+    c2 = train(tiny_cfg("cr-gan", iters=2, snap_every=2, q_mask="hard"), tmp_path / "f", progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(_state_tensors(c1), _state_tensors(c2)))
+    for mode, is_binary in (("soft", False), ("hard", True)):
+        torch.manual_seed(0)
+        pipe = DegradationPipeline.from_config(TrainConfig(q_mask=mode), get_model("cr-gan"), get_setting("J"), 32)
+        m_q = sample_generated(pipe, 256).m_q
+        assert bool(((m_q == 0) | (m_q == 1)).all()) == is_binary
+        assert 0 < (m_q > 0.5).mean() < 1

@@ -15,6 +15,9 @@ model between the two (docs/research/cpu-scale.md).
                  image, widened by 3x3); within 0.1 grey levels of sigma = 1..10 on shapes images, about 0.07
                  on noise-free ones;
 - ``blockiness`` mean |difference| across the 8x8 block boundaries over that inside blocks (1: no blocks);
+- ``grid_phases`` (not a column of `bncr compare`) mean |neighbour difference| at each phase j mod 8 of the
+                 8-pixel grid over its mean; ``border_excess`` its phases 0 and 6 (just inside each block's border)
+                 over 1: the period-8 pattern a G_x trained through a JPEG draws (cpu-scale.md, sections 20-21);
 - ``hf``         fraction of the spectral energy (DC excluded) above half the Nyquist frequency;
 - ``patch_swd``  sliced Wasserstein distance of 7x7 RGB patches to a reference set (x1e3), a cheap
                  distribution distance that sees shapes, edges and textures (0 for identical sets).
@@ -71,6 +74,22 @@ def blockiness(u8: np.ndarray, block: int = 8) -> float:
     inside = dx[:, :, ~at].sum() + dy[:, ~ath, :].sum()
     n_inside = dx[:, :, ~at].size + dy[:, ~ath, :].size
     return float((across / n_across) / max(inside / n_inside, 1e-12))
+
+
+def grid_phases(u8: np.ndarray, block: int = 8) -> np.ndarray:
+    """(block,) mean |neighbour difference| at each phase of the block grid (difference j lies between pixels j
+    and j + 1, rows and columns; phase j mod block) over the mean of the phases. Phase block-1: JPEG's block edges."""
+    g = _grey(u8)
+    m = (np.abs(np.diff(g, axis=2)).mean(axis=(0, 1)) + np.abs(np.diff(g, axis=1)).mean(axis=(0, 2))) / 2
+    ph = np.array([m[np.arange(len(m)) % block == p].mean() for p in range(block)])
+    return ph / ph.mean()
+
+
+def border_excess(u8: np.ndarray) -> float:
+    """Edge excess at the pixel pairs just inside each 8x8 block's border (phases 0 and 6 of :func:`grid_phases`):
+    0 for content unrelated to the grid; a G_x that trains through a JPEG puts detail there (cpu-scale.md, 21)."""
+    ph = grid_phases(u8)
+    return float((ph[0] + ph[6]) / 2 - 1)
 
 
 def hf_energy(u8: np.ndarray) -> float:

@@ -86,7 +86,7 @@ class DegradationPipeline(nn.Module):
                  q_grad: str = default("q_grad"), ds_ab: str = default("ds_ab"),
                  ds_q_target: str = default("ds_q_target"), ds_n_target: str = default("ds_n_target"),
                  noise_init: Optional[float] = default("noise_init"), q_init: Optional[float] = default("q_init"),
-                 deg_center_init: bool = default("deg_center_init")):
+                 deg_center_init: bool = default("deg_center_init"), q_mask: str = default("q_mask")):
         """Keyword defaults are the training options' (train/config.py); `from_config` passes a config's."""
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
@@ -116,6 +116,8 @@ class DegradationPipeline(nn.Module):
         if ds_q_target not in ("both", "mask"):
             raise UserError(f"ds_q_target must be 'both' or 'mask', got {ds_q_target!r}")
         self.ds_q_target = ds_q_target
+        if q_mask not in ("soft", "hard"):
+            raise UserError(f"q_mask must be 'soft' or 'hard', got {q_mask!r}")
         if q_grad not in ("ste", "fd"):
             raise UserError(f"q_grad must be 'ste' or 'fd', got {q_grad!r}")
         # "fd": no gradient reaches q through the differentiable JPEG; the training loop supplies a finite-
@@ -136,7 +138,7 @@ class DegradationPipeline(nn.Module):
             self.G_n = NoiseParameter(kind="ab" if noise_gen == "ab" else "map", resolution=resolution)
         if spec.jpeg == "generator":
             self.G_q = QualityGenerator(z_dim=z_dim, mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param,
-                                        q_init=q_init, center_init=deg_center_init)
+                                        q_init=q_init, center_init=deg_center_init, hard_mask=q_mask == "hard")
         elif spec.jpeg == "parameter":
             self.G_q = QualityParameter(mask=spec.jpeg_mask, mask_init=mask_init, q_param=q_param)
 
@@ -147,7 +149,8 @@ class DegradationPipeline(nn.Module):
                    noise_prior=cfg.noise_prior, noise_width=cfg.width, mask_init=cfg.mask_init,
                    data_seed=cfg.data_seed, dequantize=cfg.dequantize, q_param=cfg.q_param, q_grad=cfg.q_grad,
                    ds_ab=cfg.ds_ab, ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target,
-                   noise_init=cfg.noise_init, q_init=cfg.q_init, deg_center_init=cfg.deg_center_init)
+                   noise_init=cfg.noise_init, q_init=cfg.q_init, deg_center_init=cfg.deg_center_init,
+                   q_mask=cfg.q_mask)
 
     # ------------------------------------------------------------------ latents
     def generators(self) -> dict[str, nn.Module]:

@@ -52,8 +52,11 @@ class ModelSpec:
 
     def unused_options(self) -> frozenset[str]:
         """Training options this model never reads, so runs that differ only in them train identically (the
-        adaptive consistency options of a model without those terms)."""
+        adaptive consistency options of a model without those terms, G_q's mask options of a model without G_q's
+        mask)."""
         unused = set()
+        if not (self.jpeg == "generator" and self.jpeg_mask):
+            unused |= {"q_mask"}
         if not self.ac_blur:
             unused |= {"mu_k"}
         if not self.ac_comp:

@@ -401,6 +401,9 @@ class QualityGenerator(DegradationGenerator):
     q from the head's first output by :func:`quality_from_logit` (``q_param``: "sigmoid", q = 100 sigmoid(l)
     in (0, 100), or "clamp", q = 50 + 50 l in [2, 100] with a gradient that does not vanish at the bounds);
     m_q = sigmoid(l_m) in [0, 1], the Eq. 5 bypass weight. ``mask=False`` (CR-GAN w/o mask): m_q = 1.
+    ``hard_mask``: m_q is 1[sigmoid(l_m) > 0.5] in the forward pass and sigmoid(l_m)'s gradient in the backward
+    (straight-through), so each image is either compressed or not; a soft m_q can instead blend a strong JPEG
+    with the uncompressed image into a weaker one (docs/research/cpu-scale.md, sections 17 and 19).
     Output biases start at the logit of ``q_init`` (None: bias 0, q near 50 but varying with z) and
     logit(mask_init) (0.5). The random head shifts the mean over z by a seed-dependent offset (initial mean q
     27-71 over seeds 0-7 at the laptop preset); ``center_init`` removes it (:func:`_center_head`).
@@ -408,11 +411,12 @@ class QualityGenerator(DegradationGenerator):
 
     def __init__(self, z_dim: int = default("z_dim"), hidden: int = 256, mask: bool = True,
                  q_init: Optional[float] = None, mask_init: float = default("mask_init"), head_gain: float = 1.0,
-                 q_param: str = default("q_param"), center_init: bool = False) -> None:
+                 q_param: str = default("q_param"), center_init: bool = False, hard_mask: bool = False) -> None:
         super().__init__()
         self.z_dim = _check_pos_int(z_dim, "z_dim")
         _check_pos_int(hidden, "hidden")
         self.mask = bool(mask)
+        self.hard_mask = bool(hard_mask)
         self.q_param = _check_q_param(q_param)
         self.trunk = _mlp_trunk(z_dim, hidden)
         self.head = _head(hidden, 2 if self.mask else 1, float(head_gain))
@@ -428,7 +432,11 @@ class QualityGenerator(DegradationGenerator):
         self._check_z(z)
         out = self.head(self.trunk(z))
         q = quality_from_logit(out[:, 0], self.q_param)
-        m_q = torch.sigmoid(out[:, 1]) if self.mask else torch.ones_like(q)
+        if not self.mask:
+            return QualityOutput(q, torch.ones_like(q))
+        m_q = torch.sigmoid(out[:, 1])
+        if self.hard_mask:   # value 0/1, gradient of the soft mask (straight-through)
+            m_q = (m_q > 0.5).to(m_q.dtype) + (m_q - m_q.detach())
         return QualityOutput(q, m_q)
 
 
