@@ -12,6 +12,8 @@
         how much of setting N's read noise (the std curve at x = 0) the degraded shapes show at all
     python benchmarks/cpu_scale.py spread runs/x [runs/y ...] [--num 500] [--k 8]
         the image statistics' spread between sets of 500 images of one source (clean sets; latent seeds of a run)
+    python benchmarks/cpu_scale.py dprobe runs/x [runs/y ...] [--n 1000]
+        the run's final D on the degraded data, the clean data, the pipeline's JPEG at the true q, half of it, q 95
     python benchmarks/cpu_scale.py init [--seeds 0 1 ...] [--set KEY=VALUE ...]
         the degradation generators' initial outputs per seed (what the warm-up holds), `laptop` BNCR-GAN on N
 
@@ -237,6 +239,56 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     return "\n".join(out)
 
 
+def d_probe(runs: list[str], n: int = 1000) -> str:
+    """What each run's final discriminator D_y (training-state.pt) says about the JPEG of its setting: its mean output
+    on n training images (i) as degraded (what D saw as real), (ii) clean, (iii) clean through the pipeline's JPEG
+    stage at each image's true quality (m_q = 1; the fakes' path), (iv) the half blend of (iii) and (ii) (m_q = 0.5),
+    (v) the pipeline's JPEG at q 95. If D scores (iv) or (v) above (iii), weaker JPEG looks more real to it."""
+    from bncr.data import open_dataset
+    from bncr.degradations.diff_jpeg import diff_jpeg
+    from bncr.degradations.settings import get_setting, sample_params
+    from bncr.models.pixels import levels_to_model
+    from bncr.models.registry import get_model
+    from bncr.train.checkpoint import STATE_FORMAT, load_checked
+    from bncr.train.config import TrainConfig
+    from bncr.train.loop import build_nets, materialise
+    lines = ["| run | D on the degraded data (real) | clean | pipeline JPEG at the true q | half blend (m_q 0.5) "
+             "| pipeline JPEG at q 95 | pipeline JPEG vs the data's JPEG: max / mean abs difference (levels) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in runs:
+        st = load_checked(Path(r) / "training-state.pt", STATE_FORMAT)
+        cfg = TrainConfig.from_dict(st["config"])
+        setting = get_setting(cfg.setting)
+        nets = build_nets(cfg, get_model(cfg.model), setting, int(st["resolution"]) if "resolution" in st else 32)
+        D = nets.D_y
+        D.load_state_dict(st["D_y"])
+        D.eval().requires_grad_(False)
+        ds = open_dataset(cfg.dataset, count=cfg.count)
+        y, x = materialise(ds, setting, cfg.data_seed, False)
+        idx = np.arange(min(n, len(y)))
+        q = torch.tensor([float(sample_params(setting, cfg.data_seed, int(i))[0].quality or 100) for i in idx])
+        comp = torch.tensor([bool(sample_params(setting, cfg.data_seed, int(i))[0].compressed) for i in idx])
+        gen = torch.Generator().manual_seed(0)
+
+        def to_model(v: torch.Tensor) -> torch.Tensor:   # grey levels (N, 3, H, W) -> D's input, as training does
+            u = torch.rand(v.shape, generator=gen) if cfg.dequantize else None
+            return levels_to_model(v, u, cfg.dequantize)
+
+        def score(v: torch.Tensor) -> float:
+            with torch.no_grad():
+                return float(torch.cat([D(to_model(v[i:i + 250])).flatten() for i in range(0, len(v), 250)]).mean())
+
+        yv = torch.from_numpy(y[idx]).permute(0, 3, 1, 2).float()
+        xv = torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float()
+        with torch.no_grad():
+            jt = torch.where(comp.view(-1, 1, 1, 1), diff_jpeg(xv / 255, q) * 255, xv).round()
+            j95 = (diff_jpeg(xv / 255, torch.full_like(q, 95.0)) * 255).round()
+        dd = (jt - yv).abs()
+        lines.append(f"| {r} | {score(yv):.3f} | {score(xv):.3f} | {score(jt):.3f} | {score((jt + xv) / 2):.3f} | "
+                     f"{score(j95):.3f} | {dd.max():.0f} / {dd.mean():.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -261,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("runs", nargs="+")
     sp.add_argument("--num", type=int, default=500)
     sp.add_argument("--k", type=int, default=8)
+    dp = sub.add_parser("dprobe", help="the final D's scores of the data's JPEG, none, and weaker JPEG")
+    dp.add_argument("runs", nargs="+")
+    dp.add_argument("--n", type=int, default=1000)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "curve":
@@ -269,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         print(recovery(a.runs))
     elif a.cmd == "readnoise":
         print(read_noise_probe(a.n))
+    elif a.cmd == "dprobe":
+        print(d_probe(a.runs, a.n))
     elif a.cmd == "spread":
         print(sampling_spread(a.runs, a.num, a.k))
     elif a.cmd == "init":
