@@ -14,6 +14,8 @@
         the image statistics' spread between sets of 500 images of one source (clean sets; latent seeds of a run)
     python benchmarks/cpu_scale.py dprobe runs/x [runs/y ...] [--n 1000]
         the run's final D on the degraded data, the clean data, the pipeline's JPEG at the true q, half of it, q 95
+    python benchmarks/cpu_scale.py dsee [--widths 32 64] [--r1 1 0.1] [--masks 0 0.5] [--steps 1000] [--setting J] [--fake-q Q] [--every N] [--seed S]
+        a D alone, trained to tell the data's JPEG from none (m 0) or half of it (m 0.5): held-out accuracy
     python benchmarks/cpu_scale.py init [--seeds 0 1 ...] [--set KEY=VALUE ...]
         the degradation generators' initial outputs per seed (what the warm-up holds), `laptop` BNCR-GAN on N
 
@@ -26,6 +28,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -289,6 +292,72 @@ def d_probe(runs: list[str], n: int = 1000) -> str:
     return "\n".join(lines)
 
 
+def d_sees_jpeg(widths: list[int], r1s: list[float], masks: list[float], steps: int = 1000, setting: str = "J",
+                batch: int = 16, lr: float = 1e-3, seed: int = 0, fake_q: Optional[int] = None, every: int = 0) -> str:
+    """Can the discriminator of this scale see the setting's JPEG on real content? A D alone (the training's
+    architecture, Adam, non-saturating loss and R1) learns to tell the degraded training images (real) from other
+    training images compressed only at strength m, m y + (1 - m) x (fake: m = 0 clean, 0.5 CR-GAN's soft mask; for a
+    JPEG-only setting y is exactly JPEG(x, q) at the image's true q). fake_q: instead, real = the clean images and
+    fake = JPEG(x, fake_q) (a control with a strong JPEG). Reported: held-out accuracy and logit gap, at the end
+    (and every `every` steps)."""
+    from bncr.data import open_dataset
+    from bncr.degradations.settings import get_setting
+    from bncr.models.losses import d_loss_nonsaturating, r1_penalty
+    from bncr.nets.resnet import ResNetDiscriminator
+    from bncr.train.loop import materialise, to_model_range
+    st = get_setting(setting)
+    if st.p_blur or st.p_noise:
+        raise SystemExit(f"dsee: setting {setting} has blur or noise; y = JPEG(x, q) holds only for JPEG-only settings")
+    ds = open_dataset("shapes", count=5000)
+    y, x = materialise(ds, st, 0, False)
+    y, x = torch.from_numpy(y), torch.from_numpy(x)
+    if fake_q is not None:      # the control: clean reals, fakes compressed at one strong quality
+        from bncr.degradations.jpeg import jpeg_pil
+        y, x = x, torch.from_numpy(np.stack([jpeg_pil(im, int(fake_q)) for im in x.numpy()]))
+        masks = [0.0]           # fake = 0 y + 1 x = the compressed images
+    real_tr, fake_tr, real_te, fake_te = (np.arange(a, b) for a, b in ((0, 2000), (2000, 4000), (4000, 4500), (4500, 5000)))
+    what = (f"real clean, fake JPEG q {fake_q}" if fake_q is not None else
+            f"real = setting {setting}'s data; fake = m JPEG + (1 - m) clean, m")
+    lines = [f"| D width | R1 | {what} | steps | held-out accuracy | logit gap real - fake (held out) | R1 |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for w in widths:
+        for r1 in r1s:
+            for m in masks:
+                torch.manual_seed(seed)
+                g = torch.Generator().manual_seed(seed)
+                D = ResNetDiscriminator(32, w, residual_factor=1.0)
+                opt = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.0, 0.99))
+
+                def fake(idx: np.ndarray) -> torch.Tensor:
+                    v = (m * y[idx].float() + (1 - m) * x[idx].float()).round().clamp(0, 255).to(torch.uint8)
+                    return to_model_range(v, g, True)
+
+                def measure(step: int, r1v: float) -> str:
+                    with torch.no_grad():
+                        sr = D(to_model_range(y[real_te], g, True)).flatten()
+                        sf = D(fake(fake_te)).flatten()
+                    acc = float(((sr > 0).float().mean() + (sf < 0).float().mean()) / 2)
+                    return (f"| {w} | {r1:g} | {'-' if fake_q is not None else f'{m:g}'} | {step} | {acc:.3f} | {float(sr.mean() - sf.mean()):.3f} | "
+                            f"{r1v:.2g} |")
+
+                r1v = 0.0
+                for step in range(1, steps + 1):
+                    ri = real_tr[torch.randint(0, len(real_tr), (batch,), generator=g).numpy()]
+                    fi = fake_tr[torch.randint(0, len(fake_tr), (batch,), generator=g).numpy()]
+                    real = to_model_range(y[ri], g, True).requires_grad_(True)
+                    lr_, lf = D(real), D(fake(fi))
+                    pen = r1_penalty(lr_, real)
+                    loss = d_loss_nonsaturating(lr_, lf) + r1 * pen
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    r1v = float(pen.detach())
+                    if (every and step % every == 0) or step == steps:
+                        lines.append(measure(step, r1v))
+                        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -316,6 +385,15 @@ def main(argv: list[str] | None = None) -> int:
     dp = sub.add_parser("dprobe", help="the final D's scores of the data's JPEG, none, and weaker JPEG")
     dp.add_argument("runs", nargs="+")
     dp.add_argument("--n", type=int, default=1000)
+    ds_ = sub.add_parser("dsee", help="a D alone: can it tell the data's JPEG from none or half of it?")
+    ds_.add_argument("--widths", type=int, nargs="+", default=[32, 64])
+    ds_.add_argument("--r1", type=float, nargs="+", default=[1.0, 0.1])
+    ds_.add_argument("--masks", type=float, nargs="+", default=[0.0, 0.5])
+    ds_.add_argument("--steps", type=int, default=1000)
+    ds_.add_argument("--setting", default="J")
+    ds_.add_argument("--fake-q", type=int, default=None, help="control: clean reals against JPEG at this quality")
+    ds_.add_argument("--every", type=int, default=0, help="also measure every N steps")
+    ds_.add_argument("--seed", type=int, default=0, help="D's initialisation and the batches")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "curve":
@@ -324,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         print(recovery(a.runs))
     elif a.cmd == "readnoise":
         print(read_noise_probe(a.n))
+    elif a.cmd == "dsee":
+        print(d_sees_jpeg(a.widths, a.r1, a.masks, a.steps, a.setting, seed=a.seed, fake_q=a.fake_q, every=a.every))
     elif a.cmd == "dprobe":
         print(d_probe(a.runs, a.n))
     elif a.cmd == "spread":
