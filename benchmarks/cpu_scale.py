@@ -209,7 +209,7 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     from bncr.api import find_snapshot, load_generator, sample_images
     from bncr.data import open_dataset
     from bncr.metrics.evaluate import run_config
-    from bncr.metrics.imagestats import blockiness, grid_phases, hf_energy, noise_std, sharpness
+    from bncr.metrics.imagestats import blockiness, grid_phases, hf_energy, noise_std, phases_border_excess, sharpness
     fns = dict(zip(SPREAD_STATS, (sharpness, noise_std, blockiness, hf_energy)))
 
     def stats(sets) -> dict[str, np.ndarray]:
@@ -225,8 +225,7 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
              stats([np.stack([ds[i] for i in range(j * num, (j + 1) * num)]) for j in range(k)]))]
     for r in runs:
         G = load_generator(find_snapshot(r))
-        with torch.no_grad():
-            sets = [sample_images(G, num, seed=s).numpy() for s in range(k)]
+        sets = [sample_images(G, num, seed=s).numpy() for s in range(k)]
         rows.append((run_config(r)["config"]["model"], r, stats(sets)))
     head = "| images | " + " | ".join(f"{n} (mean ± sd)" for n in SPREAD_STATS) + " | source |"
     out = [head, "|---" * (len(SPREAD_STATS) + 2) + "|"]
@@ -237,7 +236,7 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
             "pixels j and j+1 (rows and columns), over its mean: blockiness reads phase 7 (JPEG's block edges).", "",
             "| images | " + " | ".join(f"phase {p}" for p in range(8)) + " | inside-border excess | source |",
             "|---" * 11 + "|"]
-    out += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in st["phases"]) + f" | {(st['phases'][0] + st['phases'][6]) / 2 - 1:+.3f}"
+    out += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in st["phases"]) + f" | {phases_border_excess(st['phases']):+.3f}"
             f" | {src} |" for name, src, st in rows]
     return "\n".join(out)
 
@@ -262,15 +261,15 @@ def d_probe(runs: list[str], n: int = 1000) -> str:
         st = load_checked(Path(r) / "training-state.pt", STATE_FORMAT)
         cfg = TrainConfig.from_dict(st["config"])
         setting = get_setting(cfg.setting)
-        nets = build_nets(cfg, get_model(cfg.model), setting, int(st["resolution"]) if "resolution" in st else 32)
-        D = nets.D_y
-        D.load_state_dict(st["D_y"])
-        D.eval().requires_grad_(False)
         ds = open_dataset(cfg.dataset, count=cfg.count)
         y, x = materialise(ds, setting, cfg.data_seed, False)
+        D = build_nets(cfg, get_model(cfg.model), setting, x.shape[1]).D_y   # the state holds no resolution
+        D.load_state_dict(st["D_y"])
+        D.eval().requires_grad_(False)
         idx = np.arange(min(n, len(y)))
-        q = torch.tensor([float(sample_params(setting, cfg.data_seed, int(i))[0].quality or 100) for i in idx])
-        comp = torch.tensor([bool(sample_params(setting, cfg.data_seed, int(i))[0].compressed) for i in idx])
+        truth = [sample_params(setting, cfg.data_seed, int(i))[0] for i in idx]
+        q = torch.tensor([float(p.quality or 100) for p in truth])
+        comp = torch.tensor([bool(p.compressed) for p in truth])
         gen = torch.Generator().manual_seed(0)
 
         def to_model(v: torch.Tensor) -> torch.Tensor:   # grey levels (N, 3, H, W) -> D's input, as training does

@@ -88,8 +88,12 @@ def grid_phases(u8: np.ndarray, block: int = 8) -> np.ndarray:
 def border_excess(u8: np.ndarray) -> float:
     """Edge excess at the pixel pairs just inside each 8x8 block's border (phases 0 and 6 of :func:`grid_phases`):
     0 for content unrelated to the grid; a G_x that trains through a JPEG puts detail there (cpu-scale.md, 21)."""
-    ph = grid_phases(u8)
-    return float((ph[0] + ph[6]) / 2 - 1)
+    return phases_border_excess(grid_phases(u8))
+
+
+def phases_border_excess(phases: np.ndarray) -> float:
+    """:func:`border_excess` from :func:`grid_phases` already computed (linear in them, so also of their mean)."""
+    return float((phases[0] + phases[6]) / 2 - 1)
 
 
 def hf_energy(u8: np.ndarray) -> float:
