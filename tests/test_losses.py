@@ -95,6 +95,36 @@ def test_ac_comp_weighs_the_compression_term_alone():
     assert (b, c) == (pytest.approx(3 * b1), pytest.approx(c1))
 
 
+@pytest.mark.parametrize("on", ["x", "u"])
+def test_ac_comp_on_chooses_eq8s_images_and_where_its_gradient_goes(on):
+    """ac_comp_on="x" is Eq. 8 as written: G_x(z) against psi(G_x(z), q) without the mask, its gradient reaching
+    G_x alone; "u" compares the JPEG stage's input x * k + n with its masked output, so its gradient also reaches
+    G_k and G_n (the input holds their outputs)."""
+    from bncr.models.losses import ac_comp_weight
+    from bncr.train.config import TrainConfig
+    from bncr.train.loss import BNCRLoss
+    torch.manual_seed(0)
+    pipe = DegradationPipeline(get_model("bncr-gan"), get_setting("N"), 16, z_dim=8)
+    x = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    lat = pipe.sample_latents(4, torch.Generator().manual_seed(1), torch.device("cpu"))
+    out = pipe(x, lat)
+    cfg = TrainConfig(model="bncr-gan", setting="N", ds=0.0, ac=0.0, ac_comp=2.0, ac_comp_on=on)
+    t = BNCRLoss(cfg, lambda y: y.mean((1, 2, 3)), pipe, None).g_terms(out, lat)
+    with torch.no_grad():
+        before, after = ((x, pipe.psi(x, out.q, lat.get("deq")).clamp(-1, 1)) if on == "x" else (out.u, out.y))
+        w = ac_comp_weight(out.q, cfg.mu_q)
+        expect = 2.0 * (w * (before - after).pow(2).flatten(1).mean(1)).mean()
+    assert t["AC_comp"].item() == pytest.approx(expect.item(), rel=1e-5) and expect > 0
+    params = {name: list(getattr(pipe, name).parameters()) for name in ("G_k", "G_n", "G_q")}
+    grads = torch.autograd.grad(t["AC_comp"], [x] + params["G_k"] + params["G_n"] + params["G_q"], allow_unused=True)
+    def reached(gs):
+        return any(g is not None and g.abs().sum() > 0 for g in gs)
+    n_k, n_n = len(params["G_k"]), len(params["G_n"])
+    assert reached(grads[:1])                                   # G_x's image always
+    assert not reached(grads[1 + n_k + n_n:])                   # never the weight's or the mask's source, G_q
+    assert reached(grads[1:1 + n_k]) == (on == "u") and reached(grads[1 + n_k:1 + n_k + n_n]) == (on == "u")
+
+
 def test_ac_no_gradient_into_degraded_term():
     x = torch.randn(2, 3, 8, 8)
     y = torch.randn(2, 3, 8, 8, requires_grad=True)

@@ -251,12 +251,15 @@ class DegradationPipeline(nn.Module):
             out.ds_outputs["G_q"] = m_q.unsqueeze(1) if self.ds_q_target == "mask" else torch.stack([q / 100, m_q], 1)
         return q, m_q
 
+    def psi(self, u: torch.Tensor, q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
+        """psi(u, q): the differentiable JPEG at qualities q, decoded like a file (multiples of 1/255) and mapped
+        exactly like real pixels (models/pixels.py); no mask."""
+        return levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q) * 255, deq, self.dequantize)
+
     def _compress(self, u: torch.Tensor, q: torch.Tensor, m_q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
-        """Eq. 5: m_q psi(u, q) + (1 - m_q) u, with psi decoded like a file (multiples of 1/255) and mapped exactly
-        like real pixels (models/pixels.py)."""
-        y_hat = levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q) * 255, deq, self.dequantize)
+        """Eq. 5: m_q psi(u, q) + (1 - m_q) u."""
         m = m_q.view(-1, 1, 1, 1)
-        return m * y_hat + (1 - m) * u
+        return m * self.psi(u, q, deq) + (1 - m) * u
 
     @torch.no_grad()
     def degrade_at_quality(self, out: PipelineOutput, q: torch.Tensor, lat: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -60,7 +60,7 @@ class ModelSpec:
         if not self.ac_blur:
             unused |= {"mu_k"}
         if not self.ac_comp:
-            unused |= {"ac_comp", "mu_q"}
+            unused |= {"ac_comp", "ac_comp_on", "mu_q"}
         if not (self.ac_blur or self.ac_comp):
             unused |= {"ac", "ac_norm"}
         return frozenset(unused)

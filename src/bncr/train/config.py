@@ -64,6 +64,8 @@ class TrainConfig:
     ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
     ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
     ac_comp: Optional[float] = None  # weight of the compression term alone (None: ac); ac then weighs the blur term
+    ac_comp_on: str = "u"            # Eq. 8's images: "u" the JPEG stage's input x*k+n vs the masked output (gradient
+                                     # to G_x, G_k, G_n) | "x" as written: G_x(z) vs psi(G_x(z), q), gradient to G_x only
     ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
     mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
     mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
@@ -156,7 +158,7 @@ CHOICES: dict[str, tuple] = {
     "g_upsample": ("nearest", "bilinear"), "noise_gen": ("ab", "map"),
     "noise_prior": ("additive", "multiplicative", "poisson"), "q_grad": ("fd", "ste"), "q_fd_sides": (1, 2),
     "q_param": ("clamp", "sigmoid"), "q_mask": ("soft", "hard"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
-    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "cuda_graph": ("auto", "true", "false"),
+    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "ac_comp_on": ("u", "x"), "cuda_graph": ("auto", "true", "false"),
 }
 
 
@@ -168,7 +170,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "deg_center_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param", "q_mask"),
     "losses": ("r1", "r1_every", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
-               "ds_n_target", "ds_ab", "ac", "ac_comp", "ac_norm", "mu_k", "mu_q", "tv"),
+               "ds_n_target", "ds_ab", "ac", "ac_comp", "ac_comp_on", "ac_norm", "mu_k", "mu_q", "tv"),
     "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "deg_hold", "beta1", "beta2", "ema",
                      "seed"),
     "logging and machine": ("tick", "image_every", "snap_every", "threads", "cuda_graph", "compile"),
@@ -210,6 +212,7 @@ PAPER: dict[str, Any] = {
     "ac": 1.0,                # Eq. 6: L_AC added with weight 1
     "ac_comp": None,          #   both terms (blur and compression) with that weight
     "ac_norm": "sum",         # Eq. 7-8: the squared norm ||.||^2 of the whole image
+    "ac_comp_on": "x",        # Eq. 8: G_x(z) against psi(G_x(z), q), the gradient to G_x alone
     "mu_k": 1.0, "mu_q": 10.0,  # scales of Eq. 7-8: the paper gives no values; the project's choice
     "tv": 0.0,                # no prior on G_x's output
     # optimisation: NR-GAN's Adam and schedule, 200k iterations (Sec. 7.1)

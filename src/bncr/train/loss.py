@@ -61,7 +61,13 @@ class BNCRLoss:
                                                              cfg.ac_norm)
         ac_comp = cfg.ac if cfg.ac_comp is None else cfg.ac_comp
         if spec.ac_comp and ac_comp > 0 and out.q is not None:
-            terms["AC_comp"] = ac_comp * adaptive_consistency(out.u, out.y, ac_comp_weight(out.q, cfg.mu_q),
+            if cfg.ac_comp_on == "x":               # Eq. 8 as written: G_x(z) against psi(G_x(z), q), no mask
+                with torch.no_grad():
+                    x_psi = self.pipe.psi(out.x.detach(), out.q.detach(), lat.get("deq")).clamp(-1, 1)
+                before, after = out.x, x_psi
+            else:                                   # the JPEG stage's input u = x * k + n against its output y
+                before, after = out.u, out.y
+            terms["AC_comp"] = ac_comp * adaptive_consistency(before, after, ac_comp_weight(out.q, cfg.mu_q),
                                                              cfg.ac_norm)
         if cfg.tv > 0:
             terms["G_x_tv"] = cfg.tv * total_variation(out.x)
