@@ -339,7 +339,7 @@ def test_options_a_model_never_reads_do_not_change_its_training(model, tmp_path)
     assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-AC_CHANGED = {"ac": 7.0, "ac_comp": 0.5, "ac_comp_on": "x", "ac_norm": "sum", "mu_k": 3.0, "mu_q": 2.0,
+AC_CHANGED = {"ac": 7.0, "ac_comp": 0.5, "ac_comp_on": "u", "ac_norm": "sum", "mu_k": 3.0, "mu_q": 2.0,
               "q_mask": "hard"}
 
 
@@ -350,7 +350,7 @@ def test_bncr_gan_reads_every_ac_option(tmp_path):
     b1 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2), tmp_path / "c", progress=False)
     b2 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2, mu_q=2.0), tmp_path / "d", progress=False)
     assert not all(torch.equal(a, b) for a, b in zip(_state_tensors(b1), _state_tensors(b2)))
-    b3 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2, ac_comp_on="x"), tmp_path / "e", progress=False)
+    b3 = train(tiny_cfg("bncr-gan", iters=2, snap_every=2, ac_comp_on="u"), tmp_path / "e", progress=False)
     assert not all(torch.equal(a, b) for a, b in zip(_state_tensors(b1), _state_tensors(b3)))
 
 
