@@ -258,3 +258,26 @@ def test_autocast_does_not_reach_the_codec():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = diff_jpeg(x, q)
     assert y.dtype == torch.float32 and torch.equal(y, diff_jpeg(x, q))
+
+
+def test_ste0_is_the_same_jpeg_without_gradient_through_zero_coefficients():
+    """rounding="ste0": forward bit-identical to "ste"; the x-gradient vanishes where every DCT coefficient
+    quantises to zero (a flat mid-grey image: all coefficients 0) while "ste" passes it straight through."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16)
+    w = torch.randn(2, 3, 16, 16)
+    q = torch.tensor([50.0, 90.0])
+    grads = {}
+    for mode in ("ste", "ste0"):
+        xi = x.clone().requires_grad_(True)
+        y = diff_jpeg(xi, q, rounding=mode)
+        (y * w).sum().backward()
+        grads[mode] = (y.detach(), xi.grad)
+    assert torch.equal(grads["ste"][0], grads["ste0"][0])
+    assert grads["ste0"][1].abs().sum() > 0 and not torch.allclose(grads["ste"][1], grads["ste0"][1])
+    flat = torch.full((1, 3, 16, 16), 128 / 255, requires_grad=True)
+    (diff_jpeg(flat, 75.0, rounding="ste0") * w[:1]).sum().backward()
+    assert flat.grad.abs().max() == 0
+    flat.grad = None
+    (diff_jpeg(flat, 75.0, rounding="ste") * w[:1]).sum().backward()
+    assert flat.grad.abs().max() > 0

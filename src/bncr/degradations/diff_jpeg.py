@@ -63,6 +63,13 @@ particular JPEG of the same x, ||psi^g(x, q) - psi(x, q*)||^2, is a different pr
 at q* is an isolated dip in a piecewise-constant function, and no smooth surrogate gradient points
 to it from afar.
 
+rounding="ste0" is "ste" with no x-gradient through the DCT coefficients that quantise to zero
+(d c_hat / d c = 0 where round(c / Q) = 0, the true derivative there; 1 elsewhere). Its forward pass
+is the same real JPEG. Why it exists: the straight-through gradient of a coefficient in the zero bin
+says that moving it changes the output, which the codec never does for the small high-frequency
+coefficients that always quantise to zero; a generator trained through "ste" can be pushed in
+directions the forward pass cannot see (docs/research/cpu-scale.md section 23 measures it).
+
 Other modes (for tests and ablations, not for training):
   rounding="cubic": Shin & Song's round(u) + (u - round(u))^3 in the quantisation, no other
       rounding; forward and backward are the same (smooth almost everywhere) function.
@@ -80,7 +87,7 @@ from bncr.errors import UserError
 
 __all__ = ["diff_jpeg", "jpeg_quant_tables", "ROUNDING_MODES", "LIBJPEG_DETAILS"]
 
-ROUNDING_MODES = ("ste", "cubic", "none")
+ROUNDING_MODES = ("ste", "ste0", "cubic", "none")
 
 # IJG (JPEG Annex K) base tables in natural (row-major) order, as in libjpeg's jcparam.c.
 _LUMA_BASE = (
@@ -302,7 +309,7 @@ def _codec_blocks(blocks: torch.Tensor, qt: torch.Tensor, mode: str, islow: bool
     """
     m = _constants(blocks.device, blocks.dtype)
     coef = blocks @ m["dct"].t()
-    if mode == "ste":
+    if mode in ("ste", "ste0"):
         if islow:
             qt_hard = qt.detach().double()
             c8 = _islow_fdct(blocks.detach().double(), m)  # 8 x DCT, integer
@@ -316,6 +323,8 @@ def _codec_blocks(blocks: torch.Tensor, qt: torch.Tensor, mode: str, islow: bool
             resid = k - u
             rec_hard = _round_half_up((qt.detach() * k) @ m["dct"] + 128.0)
         # Gradient path: c_hat = c + Q * stopgrad(residual); its forward value is replaced by rec_hard.
+        if mode == "ste0":                      # no x-gradient through the coefficients quantised to zero
+            coef = torch.where(k != 0, coef, coef.detach())
         if q_rule == "residual":
             deq = coef + qt * resid
         elif q_rule == "nonzero":
@@ -374,7 +383,8 @@ def diff_jpeg(x: torch.Tensor, quality: torch.Tensor | float, *, rounding: str =
             a 0-d tensor is broadcast). Values outside [1, 100] act as 1 or 100 (libjpeg clamps
             likewise); in the forward pass q is rounded to the nearest integer.
         rounding: "ste" (default; forward = real JPEG, straight-through / residual gradients, see
-            the module docstring), "cubic" (Shin & Song polynomial rounding) or "none" (no
+            the module docstring), "ste0" (the same without x-gradient through coefficients that
+            quantise to zero), "cubic" (Shin & Song polynomial rounding) or "none" (no
             rounding; for gradient checks).
 
     Returns:
@@ -403,7 +413,7 @@ def _codec(x: torch.Tensor, quality, rounding: str, details: frozenset, q_rule: 
         x = x.float()  # the integer steps need at least float32 to be exact
     q = _check_quality(quality, x)
     n, _, h, w = x.shape
-    ste = rounding == "ste"
+    ste = rounding in ("ste", "ste0")
 
     def hard(step: str) -> bool:
         return ste and step in details

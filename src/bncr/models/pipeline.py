@@ -86,7 +86,8 @@ class DegradationPipeline(nn.Module):
                  q_grad: str = default("q_grad"), ds_ab: str = default("ds_ab"),
                  ds_q_target: str = default("ds_q_target"), ds_n_target: str = default("ds_n_target"),
                  noise_init: Optional[float] = default("noise_init"), q_init: Optional[float] = default("q_init"),
-                 deg_center_init: bool = default("deg_center_init"), q_mask: str = default("q_mask")):
+                 deg_center_init: bool = default("deg_center_init"), q_mask: str = default("q_mask"),
+                 jpeg_round: str = default("jpeg_round")):
         """Keyword defaults are the training options' (train/config.py); `from_config` passes a config's."""
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
@@ -118,6 +119,9 @@ class DegradationPipeline(nn.Module):
         self.ds_q_target = ds_q_target
         if q_mask not in ("soft", "hard"):
             raise UserError(f"q_mask must be 'soft' or 'hard', got {q_mask!r}")
+        if jpeg_round not in ("ste", "ste0"):
+            raise UserError(f"jpeg_round must be 'ste' or 'ste0', got {jpeg_round!r}")
+        self.jpeg_round = jpeg_round            # the differentiable JPEG's x-gradient (degradations/diff_jpeg.py)
         if q_grad not in ("ste", "fd"):
             raise UserError(f"q_grad must be 'ste' or 'fd', got {q_grad!r}")
         # "fd": no gradient reaches q through the differentiable JPEG; the training loop supplies a finite-
@@ -150,7 +154,7 @@ class DegradationPipeline(nn.Module):
                    data_seed=cfg.data_seed, dequantize=cfg.dequantize, q_param=cfg.q_param, q_grad=cfg.q_grad,
                    ds_ab=cfg.ds_ab, ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target,
                    noise_init=cfg.noise_init, q_init=cfg.q_init, deg_center_init=cfg.deg_center_init,
-                   q_mask=cfg.q_mask)
+                   q_mask=cfg.q_mask, jpeg_round=cfg.jpeg_round)
 
     # ------------------------------------------------------------------ latents
     def generators(self) -> dict[str, nn.Module]:
@@ -254,7 +258,8 @@ class DegradationPipeline(nn.Module):
     def psi(self, u: torch.Tensor, q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
         """psi(u, q): the differentiable JPEG at qualities q, decoded like a file (multiples of 1/255) and mapped
         exactly like real pixels (models/pixels.py); no mask."""
-        return levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q) * 255, deq, self.dequantize)
+        return levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q, rounding=self.jpeg_round) * 255, deq,
+                               self.dequantize)
 
     def _compress(self, u: torch.Tensor, q: torch.Tensor, m_q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
         """Eq. 5: m_q psi(u, q) + (1 - m_q) u."""
