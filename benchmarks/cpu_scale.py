@@ -16,6 +16,8 @@
         the run's final D on the degraded data, the clean data, the pipeline's JPEG at the true q, half of it, q 95
     python benchmarks/cpu_scale.py dsee [--widths 32 64] [--r1 1 0.1] [--masks 0 0.5] [--steps 1000] [--setting J] [--fake-q Q] [--every N] [--seed S]
         a D alone, trained to tell the data's JPEG from none (m 0) or half of it (m 0.5): held-out accuracy
+    python benchmarks/cpu_scale.py dgrad runs/x [runs/y ...] [--n 512]
+        per grid phase (position mod 8), how the final D's gradient asks G_x to change its neighbour differences
     python benchmarks/cpu_scale.py init [--seeds 0 1 ...] [--set KEY=VALUE ...]
         the degradation generators' initial outputs per seed (what the warm-up holds), `laptop` BNCR-GAN on N
 
@@ -291,6 +293,52 @@ def d_probe(runs: list[str], n: int = 1000) -> str:
     return "\n".join(lines)
 
 
+def d_grad_phases(runs: list[str], n: int = 512) -> str:
+    """Which grid phases the final D asks G_x to sharpen. For n fakes of each run's final (non-EMA) G_x, the gradient
+    g of G's non-saturating loss with respect to (i) G_x's image x, through the run's degradation pipeline (what G_x
+    receives), and (ii) the degraded fake y at D's input; a step -g changes the neighbour difference |x_j+1 - x_j| at
+    rate -sign(x_j+1 - x_j) (g_j+1 - g_j). Its mean per phase j mod 8 (rows and columns), over the mean of its
+    absolute values over phases: positive where D's gradient asks for more edge, negative for less."""
+    from bncr.data import open_dataset
+    from bncr.degradations.settings import get_setting
+    from bncr.models.losses import g_loss_nonsaturating
+    from bncr.models.registry import get_model
+    from bncr.train.checkpoint import STATE_FORMAT, load_checked
+    from bncr.train.config import TrainConfig
+    from bncr.train.loop import build_nets
+
+    def push(img: torch.Tensor, g: torch.Tensor) -> np.ndarray:
+        rates = np.zeros(8)
+        for dim in (2, 3):
+            d = img.diff(dim=dim)
+            r = (-torch.sign(d) * g.diff(dim=dim)).transpose(dim, -1).reshape(-1, d.shape[dim])
+            for p in range(8):
+                rates[p] += float(r[:, p::8].mean())
+        return rates / np.abs(rates).mean()
+
+    lines = ["| run | gradient on | " + " | ".join(f"phase {p}" for p in range(8)) + " |", "|---|---|" + "---:|" * 8]
+    for r in runs:
+        st = load_checked(Path(r) / "training-state.pt", STATE_FORMAT)
+        cfg = TrainConfig.from_dict(st["config"])
+        setting = get_setting(cfg.setting)
+        res = open_dataset(cfg.dataset, count=1)[0].shape[0]
+        nets = build_nets(cfg, get_model(cfg.model), setting, res)
+        for name in ("G_x", "D_y", "pipe"):
+            getattr(nets, name).load_state_dict(st[name])
+            getattr(nets, name).eval().requires_grad_(False)
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            x = nets.G_x(torch.randn(n, cfg.z_dim, generator=gen))
+        x.requires_grad_(True)
+        out = nets.pipe(x, nets.pipe.sample_latents(n, gen, torch.device("cpu")))
+        y = out.y.detach().requires_grad_(True)
+        g_x, = torch.autograd.grad(g_loss_nonsaturating(nets.D_y(out.y)), x)
+        g_y, = torch.autograd.grad(g_loss_nonsaturating(nets.D_y(y)), y)
+        for what, img, g in (("G_x's image x (through the pipeline)", x.detach(), g_x), ("the degraded fake y", y.detach(), g_y)):
+            lines.append(f"| {r} | {what} | " + " | ".join(f"{v:+.2f}" for v in push(img, g)) + " |")
+    return "\n".join(lines)
+
+
 def d_sees_jpeg(widths: list[int], r1s: list[float], masks: list[float], steps: int = 1000, setting: str = "J",
                 batch: int = 16, lr: float = 1e-3, seed: int = 0, fake_q: Optional[int] = None, every: int = 0) -> str:
     """Can the discriminator of this scale see the setting's JPEG on real content? A D alone (the training's
@@ -384,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     dp = sub.add_parser("dprobe", help="the final D's scores of the data's JPEG, none, and weaker JPEG")
     dp.add_argument("runs", nargs="+")
     dp.add_argument("--n", type=int, default=1000)
+    dg = sub.add_parser("dgrad", help="per grid phase, where the final D's gradient asks G_x for more or less edge")
+    dg.add_argument("runs", nargs="+")
+    dg.add_argument("--n", type=int, default=512)
     ds_ = sub.add_parser("dsee", help="a D alone: can it tell the data's JPEG from none or half of it?")
     ds_.add_argument("--widths", type=int, nargs="+", default=[32, 64])
     ds_.add_argument("--r1", type=float, nargs="+", default=[1.0, 0.1])
@@ -405,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         print(d_sees_jpeg(a.widths, a.r1, a.masks, a.steps, a.setting, seed=a.seed, fake_q=a.fake_q, every=a.every))
     elif a.cmd == "dprobe":
         print(d_probe(a.runs, a.n))
+    elif a.cmd == "dgrad":
+        print(d_grad_phases(a.runs, a.n))
     elif a.cmd == "spread":
         print(sampling_spread(a.runs, a.num, a.k))
     elif a.cmd == "init":

@@ -292,3 +292,20 @@ def test_read_noise_probe_compares_true_and_zero_read_noise(monkeypatch):
     # with no read noise in the setting (setting B: blur only) nothing can differ
     text = cpu_scale.read_noise_probe(n=10, setting="B", dark=0.3)
     assert "rms 0.000 grey levels, 0.00% of them differ" in text
+
+
+def test_dgrad_reports_each_phase_of_the_final_ds_gradient(tmp_path, capsys, monkeypatch):
+    """benchmarks/cpu_scale.py dgrad: for a run with a JPEG stage, one row through the pipeline and one at D's
+    input, 8 phases each, normalised to a mean absolute value of 1."""
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import cpu_scale
+    out = tmp_path / "amb"
+    main(["train", "--preset", "laptop", "--model", "ambientgan", "--setting", "N", "--iters", "2", "--count", "24",
+          "--set", "batch=4", "--set", "width=8", "--set", "d_width=8", "--set", "z_dim=16", "--set", "threads=1",
+          "--no-progress", "--out", str(out)])
+    capsys.readouterr()
+    rows = [ln for ln in cpu_scale.d_grad_phases([str(out)], n=16).splitlines() if ln.startswith(f"| {out}")]
+    assert len(rows) == 2 and "pipeline" in rows[0] and "degraded fake" in rows[1]
+    for ln in rows:
+        v = np.array([float(c) for c in ln.strip("| ").split(" | ")[2:]])
+        assert v.shape == (8,) and np.all(np.isfinite(v)) and abs(np.abs(v).mean() - 1) < 0.02
