@@ -275,3 +275,29 @@ def test_quality_head_ds_target(target):
     assert torch.equal(out.ds_outputs["G_q"], want)
     with pytest.raises(UserError, match="ds_q_target"):
         _pipe("cr-gan", "J", ds_q_target="q")
+
+
+def test_d_shift_rolls_real_and_fake_alike_and_zero_leaves_d_alone():
+    """d_shift=8: every image D sees in one phase is rolled by the same random (dy, dx) in [0, 8); the shifts vary
+    between phases; d_shift=0 shows D the images as they are; a negative value is refused."""
+    from bncr.train.config import TrainConfig
+    from bncr.train.loss import BNCRLoss
+    img = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
+    seen = []
+    D = lambda y: (seen.append(y), y[:, 0, 0, 0])[1]                 # noqa: E731  the top-left pixel
+    loss = BNCRLoss(TrainConfig(model="gan", r1=0.0, d_shift=8), D, None, torch.Generator().manual_seed(0))
+    shifts = set()
+    for _ in range(20):
+        seen.clear()
+        loss.d_terms(img, img + 1)
+        real, fake = seen
+        dy, dx = loss.shift
+        assert 0 <= dy < 8 and 0 <= dx < 8
+        assert torch.equal(real, torch.roll(img, (dy, dx), (2, 3))) and torch.equal(fake, torch.roll(img + 1, (dy, dx), (2, 3)))
+        shifts.add((dy, dx))
+    assert len(shifts) > 5
+    seen.clear()
+    BNCRLoss(TrainConfig(model="gan", r1=0.0), D, None, None).d_terms(img, img)
+    assert all(torch.equal(s, img) for s in seen)
+    with pytest.raises(UserError, match="d_shift"):
+        BNCRLoss(TrainConfig(model="gan", d_shift=-1), D, None, None)

@@ -70,6 +70,8 @@ class TrainConfig:
     ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
     mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
     mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
+    d_shift: int = 0                 # D sees real and fake circularly shifted by one random (dy, dx) < d_shift per phase
+                                     # (8: blind to JPEG's grid; not in the paper; 0: off)
     tv: float = 0.0                  # weight of a total-variation prior on G_x's output (not in the paper; 0: off)
     # --- optimisation (NR-GAN defaults)
     iters: int = 200_000             # generator updates (the paper: 200k)
@@ -171,7 +173,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "deg_center_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param", "q_mask", "jpeg_round"),
     "losses": ("r1", "r1_every", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
-               "ds_n_target", "ds_ab", "ac", "ac_comp", "ac_comp_on", "ac_norm", "mu_k", "mu_q", "tv"),
+               "ds_n_target", "ds_ab", "ac", "ac_comp", "ac_comp_on", "ac_norm", "mu_k", "mu_q", "d_shift", "tv"),
     "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "deg_hold", "beta1", "beta2", "ema",
                      "seed"),
     "logging and machine": ("tick", "image_every", "snap_every", "threads", "cuda_graph", "compile"),
@@ -216,6 +218,7 @@ PAPER: dict[str, Any] = {
     "ac_norm": "sum",         # Eq. 7-8: the squared norm ||.||^2 of the whole image
     "ac_comp_on": "x",        # Eq. 8: G_x(z) against psi(G_x(z), q), the gradient to G_x alone
     "mu_k": 1.0, "mu_q": 10.0,  # scales of Eq. 7-8: the paper gives no values; the project's choice
+    "d_shift": 0,             # D sees the images as they are
     "tv": 0.0,                # no prior on G_x's output
     # optimisation: NR-GAN's Adam and schedule, 200k iterations (Sec. 7.1)
     "iters": 200_000, "batch": 64, "g_batch_mult": 2, "lr": 2e-4, "d_lr": None, "deg_lr": None, "deg_warmup": 0,

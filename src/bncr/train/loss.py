@@ -17,6 +17,7 @@ from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistenc
 from ..models.pipeline import DegradationPipeline, PipelineOutput
 from ..nets.degradation_generators import Q_MIN
 from ..nets.resnet import drawn
+from ..errors import UserError
 from .config import TrainConfig
 
 Terms = dict[str, torch.Tensor]
@@ -28,6 +29,20 @@ class BNCRLoss:
     def __init__(self, cfg: TrainConfig, D_y: Callable[[torch.Tensor], torch.Tensor], pipe: DegradationPipeline,
                  gen: Optional[torch.Generator]):
         self.cfg, self.D_y, self.pipe, self.gen = cfg, D_y, pipe, gen
+        if cfg.d_shift < 0:
+            raise UserError(f"d_shift must be >= 0, got {cfg.d_shift}")
+        self.shift = (0, 0)
+
+    def draw_shift(self) -> None:
+        """d_shift > 0: one circular shift (dy, dx) in [0, d_shift) for every image D sees in this phase (real and
+        fake alike, and the finite-difference forwards of the same G step), so D cannot tell where JPEG's 8x8 grid is."""
+        if self.cfg.d_shift > 0:
+            dev = self.gen.device if self.gen is not None else "cpu"   # a host read: an experiment's option, eager only
+            self.shift = tuple(torch.randint(self.cfg.d_shift, (2,), generator=self.gen, device=dev).tolist())
+
+    def D(self, y: torch.Tensor) -> torch.Tensor:
+        """D_y on y, circularly shifted by the phase's shift when d_shift > 0."""
+        return self.D_y(torch.roll(y, self.shift, (2, 3)) if self.shift != (0, 0) else y)
 
     # ------------------------------------------------------------------ D phase
     def d_terms(self, real: torch.Tensor, y_g: torch.Tensor, with_r1: bool = True) -> tuple[Terms, torch.Tensor,
@@ -36,8 +51,9 @@ class BNCRLoss:
 
         with_r1=False skips R1 (the off-steps of lazy R1, which save its double backward; docs/research/train-speed.md);
         on its steps R1 is weighted r1 * r1_every, so its mean over steps is unchanged."""
-        real_logits = self.D_y(real)
-        fake_logits = self.D_y(y_g)
+        self.draw_shift()
+        real_logits = self.D(real)
+        fake_logits = self.D(y_g)
         terms = {"D_adv": d_loss_nonsaturating(real_logits, fake_logits)}
         if self.cfg.r1 > 0:
             terms["D_r1"] = (self.cfg.r1 * self.cfg.r1_every * r1_penalty(real_logits, real) if with_r1
@@ -48,7 +64,8 @@ class BNCRLoss:
     def g_terms(self, out: PipelineOutput, lat: dict[str, torch.Tensor]) -> Terms:
         """The generators' terms for the pipeline output `out` of latents `lat`."""
         cfg, spec = self.cfg, self.pipe.spec
-        logits_g = self.D_y(out.y)
+        self.draw_shift()
+        logits_g = self.D(out.y)
         terms = {"G_adv": g_loss_nonsaturating(logits_g)}
         if self.pipe.q_grad == "fd" and out.q is not None and out.q.requires_grad:
             terms["G_q_fd"] = self.q_fd_surrogate(out, lat, g_loss_per_image(logits_g.detach()))
@@ -99,10 +116,10 @@ class BNCRLoss:
                 step = (drawn(torch.randint, 0, 2, q.shape, generator=self.gen, device=q.device).to(q) * 2 - 1) * h
                 step = torch.where((q + step > 100.0) | (q + step < Q_MIN), -step, step)
                 q_a, q_b, l_b = (q + step).clamp(Q_MIN, 100.0), q, loss_at_q
-                l_a = g_loss_per_image(self.D_y(self.pipe.degrade_at_quality(out, q_a, lat)))
+                l_a = g_loss_per_image(self.D(self.pipe.degrade_at_quality(out, q_a, lat)))
             else:
                 q_a, q_b = (q + h).clamp(max=100.0), (q - h).clamp(min=Q_MIN)
-                l_a, l_b = g_loss_per_image(self.D_y(
+                l_a, l_b = g_loss_per_image(self.D(
                     self.pipe.degrade_at_quality(out, torch.cat((q_a, q_b)), lat))).chunk(2)
             d = q_a - q_b
             moved = d.abs() > 1e-6       # no step possible (q outside [Q_MIN, 100], sigmoid parametrisation)
