@@ -258,6 +258,17 @@ def test_run_config_records_version_and_commit(tmp_path):
     assert c["git_commit"] is None or len(c["git_commit"].split("-")[0]) == 40
 
 
+def _tiny_laptop_run(out, model: str, setting: str, *sets: str):
+    """A 2-iteration `laptop` run of `model` on `setting` at a tiny size (24 images, width 8), for the benchmark's
+    subcommands."""
+    args = ["train", "--preset", "laptop", "--model", model, "--setting", setting, "--iters", "2", "--count", "24",
+            "--no-progress", "--out", str(out)]
+    for kv in ("batch=4", "width=8", "z_dim=16", "threads=1") + sets:
+        args += ["--set", kv]
+    main(args)
+    return out
+
+
 def test_curve_kid_every_measures_only_those_snapshots(tmp_path, monkeypatch, capsys):
     """benchmarks/cpu_scale.py curve --kid-every K: statistics of every snapshot, KID at multiples of K only."""
     from test_eval import FakeFeatures
@@ -265,10 +276,7 @@ def test_curve_kid_every_measures_only_those_snapshots(tmp_path, monkeypatch, ca
     monkeypatch.setattr(inc, "InceptionFeatures", lambda *a, **k: FakeFeatures())
     monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
     import cpu_scale
-    out = tmp_path / "gan"
-    main(["train", "--preset", "laptop", "--model", "gan", "--setting", "A", "--iters", "2", "--count", "24",
-          "--set", "batch=4", "--set", "width=8", "--set", "z_dim=16", "--set", "threads=1", "--set", "snap_every=1",
-          "--no-progress", "--out", str(out)])
+    out = _tiny_laptop_run(tmp_path / "gan", "gan", "A", "snap_every=1")
     capsys.readouterr()
     cpu_scale.main(["curve", str(out), "--num", "12", "--kid-every", "2"])
     lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.split() and ln.split()[0].isdigit()]
@@ -299,10 +307,7 @@ def test_dgrad_reports_each_phase_of_the_final_ds_gradient(tmp_path, capsys, mon
     input, 8 phases each, normalised to a mean absolute value of 1."""
     monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
     import cpu_scale
-    out = tmp_path / "amb"
-    main(["train", "--preset", "laptop", "--model", "ambientgan", "--setting", "N", "--iters", "2", "--count", "24",
-          "--set", "batch=4", "--set", "width=8", "--set", "d_width=8", "--set", "z_dim=16", "--set", "threads=1",
-          "--no-progress", "--out", str(out)])
+    out = _tiny_laptop_run(tmp_path / "amb", "ambientgan", "N", "d_width=8")
     capsys.readouterr()
     rows = [ln for ln in cpu_scale.d_grad_phases([str(out)], n=16).splitlines() if ln.startswith(f"| {out}")]
     assert len(rows) == 2 and "pipeline" in rows[0] and "degraded fake" in rows[1]

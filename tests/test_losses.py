@@ -279,7 +279,7 @@ def test_quality_head_ds_target(target):
 
 def test_d_shift_rolls_real_and_fake_alike_and_zero_leaves_d_alone():
     """d_shift=8: every image D sees in one phase is rolled by the same random (dy, dx) in [0, 8); the shifts vary
-    between phases; d_shift=0 shows D the images as they are; a negative value is refused."""
+    between phases; d_shift=0 shows D the images as they are; a negative value is refused (TrainConfig.validate)."""
     from bncr.train.config import TrainConfig
     from bncr.train.loss import BNCRLoss
     img = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
@@ -300,4 +300,4 @@ def test_d_shift_rolls_real_and_fake_alike_and_zero_leaves_d_alone():
     BNCRLoss(TrainConfig(model="gan", r1=0.0), D, None, None).d_terms(img, img)
     assert all(torch.equal(s, img) for s in seen)
     with pytest.raises(UserError, match="d_shift"):
-        BNCRLoss(TrainConfig(model="gan", d_shift=-1), D, None, None)
+        TrainConfig(model="gan", d_shift=-1).validate()

@@ -121,7 +121,7 @@ class TrainConfig:
             if getattr(self, key) is not None and not getattr(self, key) > 0:
                 raise UserError(f"option {key} must be > 0, got {getattr(self, key)}")
         for key in ("r1", "ds", "ds_k", "ds_n", "ds_q", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau", "ac", "ac_comp", "deg_warmup",
-                    "mu_k", "mu_q", "tv"):
+                    "mu_k", "mu_q", "d_shift", "tv"):
             if (getattr(self, key) or 0) < 0:
                 raise UserError(f"option {key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.ema < 1:

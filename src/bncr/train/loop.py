@@ -434,6 +434,8 @@ class Trainer:
         why_not = graph_support(self.device, self.d)
         if why_not is None and cfg.r1_every > 1:
             why_not = "lazy R1 (r1_every > 1) makes two different steps; one graph holds one"
+        if why_not is None and cfg.d_shift > 0:
+            why_not = "d_shift draws D's shift on the host each phase; a graph would replay one shift"
         self._graph_wanted = cfg.cuda_graph != "false" and why_not is None
         if cfg.cuda_graph == "true" and why_not is not None:
             self.notes.append(f"cuda_graph=true: not used, {why_not}; the step runs eagerly")

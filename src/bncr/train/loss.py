@@ -17,7 +17,6 @@ from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistenc
 from ..models.pipeline import DegradationPipeline, PipelineOutput
 from ..nets.degradation_generators import Q_MIN
 from ..nets.resnet import drawn
-from ..errors import UserError
 from .config import TrainConfig
 
 Terms = dict[str, torch.Tensor]
@@ -29,8 +28,6 @@ class BNCRLoss:
     def __init__(self, cfg: TrainConfig, D_y: Callable[[torch.Tensor], torch.Tensor], pipe: DegradationPipeline,
                  gen: Optional[torch.Generator]):
         self.cfg, self.D_y, self.pipe, self.gen = cfg, D_y, pipe, gen
-        if cfg.d_shift < 0:
-            raise UserError(f"d_shift must be >= 0, got {cfg.d_shift}")
         self.shift = (0, 0)
 
     def draw_shift(self) -> None:
