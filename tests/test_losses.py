@@ -220,6 +220,38 @@ def test_jpeg_stage_maps_8bit_like_real_images():
     assert ((out.y + 1) * 127.5 - ((out.y + 1) * 127.5).round()).abs().mean() > 0.1   # not on the lattice
 
 
+def test_jpeg_grid_random_moves_each_fakes_blocks_and_every_forward_keeps_them():
+    """jpeg_grid=random: image i is compressed at offset grid[i] of a reflect-padded canvas, bit-equal to Pillow
+    doing the same by hand; the finite-difference re-compression uses the same offsets; d_shift < 16 is refused."""
+    import numpy as np
+    from bncr.degradations.jpeg import jpeg_pil
+    from bncr.train.config import TrainConfig
+    g = torch.Generator().manual_seed(1)
+    u8 = torch.randint(0, 256, (6, 32, 32, 3), generator=g, dtype=torch.uint8)
+    u8 = torch.nn.functional.avg_pool2d(u8.permute(0, 3, 1, 2).float(), 3, 1, 1).round().to(torch.uint8)
+    pipe = _pipe("ambientgan", "J", dequantize=False, jpeg_grid="random")
+    lat = pipe.sample_latents(6, g, "cpu")
+    assert lat["grid"].shape == (6, 2) and 0 <= lat["grid"].min() and lat["grid"].max() < 16
+    assert len({tuple(t) for t in lat["grid"].tolist()}) > 1
+    out = pipe(u8.float() / 127.5 - 1, lat)
+    moved = 0
+    for i in range(6):
+        dy, dx = lat["grid"][i].tolist()
+        img = np.pad(u8[i].permute(1, 2, 0).numpy(), ((16, 16), (16, 16), (0, 0)), mode="reflect")
+        canvas = img[16 - dy:64 - dy, 16 - dx:64 - dx]
+        q = int(pipe.bank.q[lat["bank"][i]])
+        want = jpeg_pil(np.ascontiguousarray(canvas), q)[dy:dy + 32, dx:dx + 32]
+        got = ((out.y[i] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        assert (got == want).all()
+        moved += (dy, dx) != (0, 0) and not (got == jpeg_pil(u8[i].permute(1, 2, 0).numpy(), q)).all()
+    assert moved >= 4                                               # a moved grid is another image
+    again = pipe.degrade_at_quality(out, out.q, lat)                # the q finite differences' forward
+    assert torch.allclose(again, out.y, atol=1e-5)
+    with pytest.raises(UserError, match="jpeg_grid=random needs d_shift >= 16"):
+        TrainConfig(model="bncr-gan", jpeg_grid="random", d_shift=8).validate()
+    TrainConfig(model="bncr-gan", jpeg_grid="random", d_shift=16).validate()
+
+
 def test_pipeline_stages_per_model():
     for name in MODELS:
         p = _pipe(name, "N")

@@ -27,6 +27,29 @@ from .pixels import levels_to_model, model_to_unit
 from .registry import ModelSpec
 
 BANK_SEED_OFFSET = 1_000_003  # the simulator's draws never coincide with the training images' draws
+JPEG_MCU = 16                 # the period of JPEG's grid with 4:2:0 chroma (8x8 luma blocks, 16x16 chroma MCUs)
+
+
+def jpeg_on_grid(jpeg, u: torch.Tensor, grid: Optional[torch.Tensor]) -> torch.Tensor:
+    """jpeg(u) with each image's block grid moved by its offset grid[i] = (dy, dx) in [0, JPEG_MCU).
+
+    The image is placed at (dy, dx) of a reflect-padded canvas JPEG_MCU larger on each axis, the canvas is
+    compressed, and the image cut back out: the same codec, its 8x8 / 16x16 borders elsewhere in the image. With
+    jpeg_grid="random" the fakes' blocks sit anywhere, so G_x gains nothing by aligning its structure with them
+    (docs/research/cpu-scale.md section 24). grid None: jpeg(u), the grid at the image's corner like a real file."""
+    if grid is None:
+        return jpeg(u)
+    n, _, h, w = u.shape
+    m = JPEG_MCU
+    padded = torch.nn.functional.pad(u, (m, m, m, m), mode="reflect")
+    i = torch.arange(n, device=u.device)[:, None, None]
+    def cut(img: torch.Tensor, top: torch.Tensor, left: torch.Tensor, hh: int, ww: int) -> torch.Tensor:
+        rows = top[:, None] + torch.arange(hh, device=u.device)           # (N, hh)
+        cols = left[:, None] + torch.arange(ww, device=u.device)          # (N, ww)
+        return img[i, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)   # (N, C, hh, ww)
+    dy, dx = grid[:, 0].long(), grid[:, 1].long()
+    canvas = cut(padded, m - dy, m - dx, h + m, w + m)                    # u's pixel (0, 0) at (dy, dx)
+    return cut(jpeg(canvas), dy, dx, h, w).contiguous()
 
 
 @dataclass
@@ -87,7 +110,7 @@ class DegradationPipeline(nn.Module):
                  ds_q_target: str = default("ds_q_target"), ds_n_target: str = default("ds_n_target"),
                  noise_init: Optional[float] = default("noise_init"), q_init: Optional[float] = default("q_init"),
                  deg_center_init: bool = default("deg_center_init"), q_mask: str = default("q_mask"),
-                 jpeg_round: str = default("jpeg_round")):
+                 jpeg_round: str = default("jpeg_round"), jpeg_grid: str = default("jpeg_grid")):
         """Keyword defaults are the training options' (train/config.py); `from_config` passes a config's."""
         super().__init__()
         # How real pixels reach [-1, 1] (TrainConfig.dequantize); the JPEG stage maps the same way.
@@ -122,6 +145,9 @@ class DegradationPipeline(nn.Module):
         if jpeg_round not in ("ste", "ste0"):
             raise UserError(f"jpeg_round must be 'ste' or 'ste0', got {jpeg_round!r}")
         self.jpeg_round = jpeg_round            # the differentiable JPEG's x-gradient (degradations/diff_jpeg.py)
+        if jpeg_grid not in ("fixed", "random"):
+            raise UserError(f"jpeg_grid must be 'fixed' or 'random', got {jpeg_grid!r}")
+        self.jpeg_grid = jpeg_grid              # where the fakes' JPEG blocks sit (jpeg_on_grid below)
         if q_grad not in ("ste", "fd"):
             raise UserError(f"q_grad must be 'ste' or 'fd', got {q_grad!r}")
         # "fd": no gradient reaches q through the differentiable JPEG; the training loop supplies a finite-
@@ -154,7 +180,7 @@ class DegradationPipeline(nn.Module):
                    data_seed=cfg.data_seed, dequantize=cfg.dequantize, q_param=cfg.q_param, q_grad=cfg.q_grad,
                    ds_ab=cfg.ds_ab, ds_q_target=cfg.ds_q_target, ds_n_target=cfg.ds_n_target,
                    noise_init=cfg.noise_init, q_init=cfg.q_init, deg_center_init=cfg.deg_center_init,
-                   q_mask=cfg.q_mask, jpeg_round=cfg.jpeg_round)
+                   q_mask=cfg.q_mask, jpeg_round=cfg.jpeg_round, jpeg_grid=cfg.jpeg_grid)
 
     # ------------------------------------------------------------------ latents
     def generators(self) -> dict[str, nn.Module]:
@@ -173,6 +199,8 @@ class DegradationPipeline(nn.Module):
             lat["eps"] = drawn(torch.randn, (n, 3, r, r), generator=gen, device=device)
         if self.spec.jpeg != "off" and self.dequantize:
             lat["deq"] = drawn(torch.rand, (n, 3, r, r), generator=gen, device=device)
+        if self.spec.jpeg != "off" and self.jpeg_grid == "random":
+            lat["grid"] = drawn(torch.randint, JPEG_MCU, (n, 2), generator=gen, device=device)
         return lat
 
     # ------------------------------------------------------------------ forward
@@ -193,7 +221,7 @@ class DegradationPipeline(nn.Module):
         out.u = h
         if spec.jpeg != "off":                       # JPEG with the Eq. 5 bypass: m_q psi(u, q) + (1 - m_q) u
             q, m_q = self._jpeg_source(lat, n, out)
-            h = self._compress(h, q.detach() if self.q_grad == "fd" else q, m_q, lat.get("deq"))
+            h = self._compress(h, q.detach() if self.q_grad == "fd" else q, m_q, lat.get("deq"), lat.get("grid"))
             out.q, out.m_q = q, m_q
             out.stats["q"], out.stats["m_q"] = q.detach(), m_q.detach()
         out.y = h.clamp(-1, 1)
@@ -255,16 +283,18 @@ class DegradationPipeline(nn.Module):
             out.ds_outputs["G_q"] = m_q.unsqueeze(1) if self.ds_q_target == "mask" else torch.stack([q / 100, m_q], 1)
         return q, m_q
 
-    def psi(self, u: torch.Tensor, q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
+    def psi(self, u: torch.Tensor, q: torch.Tensor, deq: Optional[torch.Tensor],
+            grid: Optional[torch.Tensor] = None) -> torch.Tensor:
         """psi(u, q): the differentiable JPEG at qualities q, decoded like a file (multiples of 1/255) and mapped
-        exactly like real pixels (models/pixels.py); no mask."""
-        return levels_to_model(diff_jpeg(model_to_unit(u, self.dequantize), q, rounding=self.jpeg_round) * 255, deq,
-                               self.dequantize)
+        exactly like real pixels (models/pixels.py); no mask. grid: per-image block offsets (jpeg_on_grid)."""
+        v = jpeg_on_grid(lambda w: diff_jpeg(w, q, rounding=self.jpeg_round), model_to_unit(u, self.dequantize), grid)
+        return levels_to_model(v * 255, deq, self.dequantize)
 
-    def _compress(self, u: torch.Tensor, q: torch.Tensor, m_q: torch.Tensor, deq: Optional[torch.Tensor]) -> torch.Tensor:
+    def _compress(self, u: torch.Tensor, q: torch.Tensor, m_q: torch.Tensor, deq: Optional[torch.Tensor],
+                  grid: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Eq. 5: m_q psi(u, q) + (1 - m_q) u."""
         m = m_q.view(-1, 1, 1, 1)
-        return m * self.psi(u, q, deq) + (1 - m) * u
+        return m * self.psi(u, q, deq, grid) + (1 - m) * u
 
     @torch.no_grad()
     def degrade_at_quality(self, out: PipelineOutput, q: torch.Tensor, lat: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -272,7 +302,8 @@ class DegradationPipeline(nn.Module):
         finite differences of a loss in q. JPEG is the last stage, so this is the forward's JPEG stage and clamp.
         q may hold r qualities per image, (r * N,) as r stacked blocks: the images are tiled, one batch."""
         reps = q.numel() // out.u.shape[0]
-        deq = lat.get("deq")
+        deq, grid = lat.get("deq"), lat.get("grid")
         def tile(t: torch.Tensor) -> torch.Tensor:
             return t.repeat(reps, *([1] * (t.dim() - 1)))
-        return self._compress(tile(out.u), q, tile(out.m_q), None if deq is None else tile(deq)).clamp(-1, 1)
+        return self._compress(tile(out.u), q, tile(out.m_q), None if deq is None else tile(deq),
+                              None if grid is None else tile(grid)).clamp(-1, 1)

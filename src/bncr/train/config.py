@@ -48,6 +48,8 @@ class TrainConfig:
     q_fd_sides: int = 1              # "fd" estimate: 1 one-sided, random sign (one extra D forward) | 2 central (two)
     q_param: str = "clamp"           # G_q's q: "clamp" 50+50l in [2, 100], gradient kept at the bounds | "sigmoid" 100*sigmoid(l)
     jpeg_round: str = "ste"          # the diff. JPEG's x-gradient: "ste" straight-through | "ste0" none through zero coefficients
+    jpeg_grid: str = "fixed"         # the fakes' JPEG blocks: "fixed" at the corner as in a file | "random" per-image
+                                     # offset in [0, 16) (needs d_shift >= 16, else D tells fakes by their grid)
     q_mask: str = "soft"             # G_q's m_q: "soft" in [0, 1] (Eq. 5) | "hard" 0/1 forward, straight-through gradient
     # --- losses: R1, diversity-sensitive (DS) and adaptive consistency (AC) terms
     r1: float = 10.0                 # R1 weight: r1 * sum_pixels (dD/dy)^2, mean over batch
@@ -134,6 +136,9 @@ class TrainConfig:
             raise UserError(f"option deg_hold must be letters of 'knq' (k: G_k, n: G_n, q: G_q), got {self.deg_hold!r}")
         if not 0 < self.mask_init < 1:
             raise UserError(f"option mask_init must be in (0, 1), got {self.mask_init}")
+        if self.jpeg_grid == "random" and self.d_shift < 16:
+            raise UserError(f"option jpeg_grid=random needs d_shift >= 16 (got {self.d_shift}): else D tells the fakes "
+                            "from the real images by where their JPEG grid sits")
         return self
 
     def override(self, assignments: list[str]) -> "TrainConfig":
@@ -160,7 +165,7 @@ def override_fields(cfg: Any, assignments: list[str]) -> Any:
 CHOICES: dict[str, tuple] = {
     "g_upsample": ("nearest", "bilinear"), "noise_gen": ("ab", "map"),
     "noise_prior": ("additive", "multiplicative", "poisson"), "q_grad": ("fd", "ste"), "q_fd_sides": (1, 2),
-    "q_param": ("clamp", "sigmoid"), "q_mask": ("soft", "hard"), "jpeg_round": ("ste", "ste0"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
+    "q_param": ("clamp", "sigmoid"), "q_mask": ("soft", "hard"), "jpeg_round": ("ste", "ste0"), "jpeg_grid": ("fixed", "random"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
     "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "ac_comp_on": ("u", "x"), "cuda_graph": ("auto", "true", "false"),
 }
 
@@ -171,7 +176,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
              "oracle_clean"),
     "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "channels_last"),
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "deg_center_init", "q_grad", "q_fd_step",
-                               "q_fd_sides", "q_param", "q_mask", "jpeg_round"),
+                               "q_fd_sides", "q_param", "q_mask", "jpeg_round", "jpeg_grid"),
     "losses": ("r1", "r1_every", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
                "ds_n_target", "ds_ab", "ac", "ac_comp", "ac_comp_on", "ac_norm", "mu_k", "mu_q", "d_shift", "tv"),
     "optimisation": ("iters", "batch", "g_batch_mult", "lr", "d_lr", "deg_lr", "deg_warmup", "deg_hold", "beta1", "beta2", "ema",
@@ -206,6 +211,7 @@ PAPER: dict[str, Any] = {
     "q_param": "sigmoid",     # G_q outputs a quality in (0, 100)
     "q_mask": "soft",         # Eq. 5: m_q a scalar in [0, 1]
     "jpeg_round": "ste",      # Sec. 5's differentiable JPEG: the project's, straight-through rounding
+    "jpeg_grid": "fixed",     #   its blocks where a file's are
     # losses: non-saturating GAN + R1 (Sec. 7.1, NR-GAN's weight 10), DS on G_k, G_n, G_q (Sec. 7.1, NR-GAN's 0.02)
     "r1": 10.0, "r1_every": 1, "ds": 0.02, "ds_k": None, "ds_n": None, "ds_q": None,
     "ds_q_target": "both",    # DS on G_q's outputs (q^g, m_q)

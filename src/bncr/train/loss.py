@@ -77,7 +77,8 @@ class BNCRLoss:
         if spec.ac_comp and ac_comp > 0 and out.q is not None:
             if cfg.ac_comp_on == "x":               # Eq. 8 as written: G_x(z) against psi(G_x(z), q), no mask
                 with torch.no_grad():
-                    x_psi = self.pipe.psi(out.x.detach(), out.q.detach(), lat.get("deq")).clamp(-1, 1)
+                    x_psi = self.pipe.psi(out.x.detach(), out.q.detach(), lat.get("deq"),
+                                          lat.get("grid")).clamp(-1, 1)
                 before, after = out.x, x_psi
             else:                                   # the JPEG stage's input u = x * k + n against its output y
                 before, after = out.u, out.y
