@@ -39,7 +39,7 @@ import torch
 def curve(runs: list[str], num: int, kid: bool, kid_every: int = 0) -> None:
     from bncr.api import load_generator, sample_images
     from bncr.metrics.evaluate import evaluate_run, list_snapshots, open_reference, run_config, snapshot_iteration
-    from bncr.metrics.imagestats import image_stats
+    from bncr.metrics.imagestats import STAT_KEYS, image_stats
     for run in runs:
         cfg = run_config(run)
         ref = open_reference(cfg)
@@ -55,8 +55,7 @@ def curve(runs: list[str], num: int, kid: bool, kid_every: int = 0) -> None:
             ext = InceptionFeatures(progress=False)
             ref_f = reference_features(ref, num, ext, split="train", progress=False)
         print(f"{run}: {cfg['config']['model']} on {cfg['config']['dataset']} setting {cfg['config']['setting']}")
-        print(f"{'iteration':>9} " + " ".join(f"{k:>10}" for k in ("sharpness", "noise", "blockiness", "hf",
-                                                                      "patch_swd")) + ("  KID x1e3" if kid or kid_every else ""))
+        print(f"{'iteration':>9} " + " ".join(f"{k:>10}" for k in (*STAT_KEYS, "patch_swd")) + ("  KID x1e3" if kid or kid_every else ""))
         for snap in list_snapshots(run):
             it = snapshot_iteration(snap)
             x = sample_images(load_generator(snap), num, seed=0).numpy()
@@ -64,8 +63,7 @@ def curve(runs: list[str], num: int, kid: bool, kid_every: int = 0) -> None:
             if kid_every and it % kid_every == 0:
                 f = ext.from_batches([x], total=len(x), progress=False)
                 kids[it] = kid_from_features(f, ref_f.features, subset_size=min(1000, len(f), ref_f.count))[0]
-            line = f"{it:>9} " + " ".join(f"{s[k]:>10.3f}" for k in ("sharpness", "noise", "blockiness", "hf",
-                                                                        "patch_swd"))
+            line = f"{it:>9} " + " ".join(f"{s[k]:>10.3f}" for k in (*STAT_KEYS, "patch_swd"))
             print(line + (f"  {kids[it] * 1e3:8.2f}" if it in kids else ""), flush=True)
 
 
@@ -201,7 +199,7 @@ def read_noise_probe(n: int = 2000, setting: str = "N", dark: float = 0.05) -> s
     return "\n".join(lines)
 
 
-SPREAD_STATS = ("sharpness", "noise", "blockiness", "hf")
+SPREAD_STATS = ("sharpness", "noise", "blocks", "frame", "hf")
 
 
 def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
@@ -211,12 +209,12 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     from bncr.api import find_snapshot, load_generator, sample_images
     from bncr.data import open_dataset
     from bncr.metrics.evaluate import run_config
-    from bncr.metrics.imagestats import blockiness, grid_phases, hf_energy, noise_std, phases_border_excess, sharpness
-    fns = dict(zip(SPREAD_STATS, (sharpness, noise_std, blockiness, hf_energy)))
+    from bncr.metrics.imagestats import blocks, frame, grid_phases, hf_energy, noise_std, phases_border_excess, sharpness
+    fns = dict(zip(SPREAD_STATS, (sharpness, noise_std, blocks, frame, hf_energy)))
 
     def stats(sets) -> dict[str, np.ndarray]:
         out = {name: np.array([f(u8) for u8 in sets]) for name, f in fns.items()}
-        out["phases"] = np.mean([grid_phases(u8) for u8 in sets], axis=0)
+        out["phases"] = np.mean([grid_phases(u8, inner=True) for u8 in sets], axis=0)
         return out
 
     cfg = run_config(runs[0])["config"]
@@ -235,7 +233,8 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
         cells = [f"{v[n].mean():.4g} ± {v[n].std(ddof=1):.2g}" for n in SPREAD_STATS]
         out.append(f"| {name} | " + " | ".join(cells) + f" | {src} |")
     out += ["", "Mean |difference| between neighbouring pixels at each position j mod 8 of the difference between "
-            "pixels j and j+1 (rows and columns), over its mean: blockiness reads phase 7 (JPEG's block edges).", "",
+            "pixels j and j+1 (rows and columns), over its mean, the outermost difference at each side left out (a frame "
+            "would read as phases 0 and 6; cpu-scale.md section 24): JPEG's block edges are phase 7.", "",
             "| images | " + " | ".join(f"phase {p}" for p in range(8)) + " | inside-border excess | source |",
             "|---" * 11 + "|"]
     out += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in st["phases"]) + f" | {phases_border_excess(st['phases']):+.3f}"

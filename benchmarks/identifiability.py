@@ -11,7 +11,7 @@ by a rule, so "truth, other draws" is the control: its accuracy must stay near 5
 the classifier, not the degradation. An accuracy near 50 % for a wrong law means that D, at this capacity and
 data size, cannot see the difference: the adversarial loss then cannot push the learned degradation from
 that wrong law to the truth. Also printed: the degradation statistics (sharpness, flat-region noise,
-8x8 blockiness) of each set, which a human can compare.
+8x8 blocks) of each set, which a human can compare.
 
 One thread; about a minute per law and width on the project's 2-core CPU.
 """
@@ -134,10 +134,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         stats[name] = st
         results.append({"law": name, "accuracy": {str(w): v for w, v in acc.items()}, "stats": st})
         print(f"{name:75s} " + " ".join(f"{acc[w]:8.3f}" for w in a.widths)
-              + f"  {st['sharpness']:5.1f} {st['noise']:6.2f} {st['blockiness']:6.3f}", flush=True)
+              + f"  {st['sharpness']:5.1f} {st['noise']:6.2f} {st['blocks']:6.3f}", flush=True)
     t = stats["truth (N)"]
     print(f"{'truth (N) itself':75s} " + " " * 9 * len(a.widths)
-          + f"  {t['sharpness']:5.1f} {t['noise']:6.2f} {t['blockiness']:6.3f}")
+          + f"  {t['sharpness']:5.1f} {t['noise']:6.2f} {t['blocks']:6.3f}")
     if a.out:
         doc = {"command": "python benchmarks/identifiability.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "n": a.n, "steps": a.steps, "widths": a.widths, "truth_stats": t, "results": results}

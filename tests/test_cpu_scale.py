@@ -64,8 +64,9 @@ def test_sharpness_falls_with_blur_and_blockiness_rises_with_jpeg():
     assert st.hf_energy(blurred) < st.hf_energy(x)
     noisy = np.clip(x.astype(float) + np.random.default_rng(1).normal(0, 8, x.shape), 0, 255).astype(np.uint8)
     comp = np.stack([jpeg_pil(im, 20) for im in noisy])
-    assert st.blockiness(comp) > 1.15 * st.blockiness(noisy)
-    assert st.blockiness(noisy) == pytest.approx(1.0, abs=0.05)
+    assert st.blocks(comp) > 1.15 * st.blocks(noisy)
+    assert st.blocks(noisy) == pytest.approx(1.0, abs=0.05)
+    assert st.blockiness(comp) > 1.15 * st.blockiness(noisy)      # the old global form, kept for old tables
     assert st.patch_swd(x, x) < st.patch_swd(x, blurred)
     with pytest.raises(ValueError, match="uint8"):
         st.sharpness(x.astype(np.float32))
@@ -81,8 +82,34 @@ def test_grid_phases_see_a_pattern_on_the_jpeg_grid_and_not_random_edges():
     patterned = np.clip(patterned, 0, 255).astype(np.uint8)
     ph = st.grid_phases(patterned)
     assert ph[0] > 1.1 and ph[6] > 1.1 and ph[3] < 1.0 and st.border_excess(patterned) > 0.1
+    assert st.border_excess(patterned, inner=True) > 0.1          # a pattern on the grid stays without the border
     comp = np.stack([jpeg_pil(im, 20) for im in flat])
     assert int(np.argmax(st.grid_phases(comp))) == 7           # JPEG's own blocks: phase 7
+
+
+def test_a_frame_reads_as_frame_not_as_blocks_or_a_grid_pattern():
+    """A line along the image's border (what G_x draws through the pipeline, cpu-scale.md section 24) raises
+    `frame` and folds into grid phases 0 and 6 with the outermost differences in; `blocks` and the inner phases do
+    not see it. Centred content (edges in the middle, as shapes) moves the old global blockiness, not `blocks`."""
+    rng = np.random.default_rng(0)
+    flat = np.clip(128 + rng.normal(0, 10, (64, 32, 32, 3)), 0, 255)
+    framed = flat.copy()
+    framed[:, 0, :] += 40
+    framed[:, -1, :] += 40
+    framed[:, :, 0] += 40
+    framed[:, :, -1] += 40
+    flat, framed = flat.astype(np.uint8), np.clip(framed, 0, 255).astype(np.uint8)
+    assert st.frame(flat) == pytest.approx(1.0, abs=0.05) and st.frame(framed) > 1.5
+    assert st.border_excess(framed) > 0.1 and abs(st.border_excess(framed, inner=True)) < 0.03
+    assert st.blocks(framed) == pytest.approx(st.blocks(flat), abs=0.03)
+    yy, xx = np.mgrid[:32, :32]
+    centred = flat.astype(float) * 0 + 100
+    for i in range(64):            # one disc per image near the centre: the edges' density falls off to the border
+        cy, cx, r = 16 + rng.normal(0, 2), 16 + rng.normal(0, 2), rng.uniform(4, 9)
+        centred[i][(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 200
+    centred = centred.astype(np.uint8)
+    assert abs(st.blockiness(centred) - 1) > 0.1               # the old form reads content placement as blocks
+    assert st.blocks(centred) == pytest.approx(1.0, abs=0.1)
 
 
 # ------------------------------------------------------------------------------------------- presets
@@ -281,7 +308,7 @@ def test_curve_kid_every_measures_only_those_snapshots(tmp_path, monkeypatch, ca
     cpu_scale.main(["curve", str(out), "--num", "12", "--kid-every", "2"])
     lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.split() and ln.split()[0].isdigit()]
     assert [ln[0] for ln in lines] == ["1", "2"]
-    assert len(lines[0]) == 6 and len(lines[1]) == 7            # iteration + 5 statistics (+ KID at 2 only)
+    assert len(lines[0]) == 7 and len(lines[1]) == 8            # iteration + 6 statistics (+ KID at 2 only)
     assert np.isfinite(float(lines[1][6]))
 
 

@@ -310,7 +310,7 @@ def test_cli_restore_eval_and_dry_run(restorer, capsys):
     assert rows[-1]["noise"] < rows[0]["noise"]
     assert main(["restore", "eval", str(restorer), "--num", "6", "--metric", "stats", "--no-progress"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
-    assert "sharpness" in lines[0] and "blockiness" in lines[0] and lines[-1].startswith("| clean (reference)")
+    assert "sharpness" in lines[0] and "blocks" in lines[0] and "frame" in lines[0] and lines[-1].startswith("| clean (reference)")
     assert main(["restore", "train", "--run", "x", "--method", "cyclegan", "--setting", "O", "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "cyclegan"
 

@@ -216,7 +216,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
 
 
 cmd_compare.add_args = _compare_args
-command("compare", "KID and sharpness / noise / blockiness of several runs' clean fakes vs the clean data")(cmd_compare)
+command("compare", "KID and sharpness / noise / blocks / frame / hf of several runs' clean fakes vs the clean data")(cmd_compare)
 
 
 # ---------------------------------------------------------------- demo
@@ -538,7 +538,7 @@ def _restore_args(p: argparse.ArgumentParser) -> None:
     e.add_argument("--num", type=int, default=500, help="test images (default 500)")
     e.add_argument("--data-seed", type=int, default=0)
     e.add_argument("--metric", action="extend", nargs="+", choices=["psnr", "lpips", "kid", "fid", "stats"],
-                   help="default: psnr lpips; stats: sharpness, noise, blockiness, hf of each set and of the clean "
+                   help="default: psnr lpips; stats: sharpness, noise, blocks, frame, hf of each set and of the clean "
                         "images")
     e.add_argument("--picture", default=None, metavar="PNG", help="also save degraded | restored | clean grids")
     e.add_argument("--out", default=None, metavar="JSON", help="also write the rows as JSON")

@@ -14,10 +14,19 @@ model between the two (docs/research/cpu-scale.md).
                  the half of each image's pixels farthest from edges (lowest Sobel magnitude of the 3x3-smoothed
                  image, widened by 3x3); within 0.1 grey levels of sigma = 1..10 on shapes images, about 0.07
                  on noise-free ones;
-- ``blockiness`` mean |difference| across the 8x8 block boundaries over that inside blocks (1: no blocks);
+- ``blocks``     8x8 blocking: the mean |neighbour difference| across each interior block boundary over the mean of
+                 the two differences beside it (1: no blocks; JPEG q 60-100 on shapes: about 1.1). Local, so it does
+                 not move with where in the frame a set's edges lie, nor with a frame;
+- ``frame``      the mean |neighbour difference| between the outermost two pixels of each row and column over the
+                 next pair in (1: none; a G_x may draw a line along the image's border, cpu-scale.md section 24);
+- ``blockiness`` (the column of tables written before 2026-12-06, not of `bncr compare` now) mean |difference|
+                 across the block boundaries over that at every other position. It moves with where a set's edges
+                 lie (centred content: 1.06 on clean shapes) and with a frame (folded into the "inside"
+                 positions), so it cannot rank sets; ``blocks`` replaces it;
 - ``grid_phases`` (not a column of `bncr compare`) mean |neighbour difference| at each phase j mod 8 of the
-                 8-pixel grid over its mean; ``border_excess`` its phases 0 and 6 (just inside each block's border)
-                 over 1: the period-8 pattern a G_x trained through a JPEG draws (cpu-scale.md, sections 20-21);
+                 8-pixel grid over its mean; ``border_excess`` its phases 0 and 6 over 1. With the outermost
+                 differences in (inner=False), a frame shows as phases 0 and 6: the "period-8 pattern" of
+                 cpu-scale.md sections 21-23 was that (section 24);
 - ``hf``         fraction of the spectral energy (DC excluded) above half the Nyquist frequency;
 - ``patch_swd``  sliced Wasserstein distance of 7x7 RGB patches to a reference set (x1e3), a cheap
                  distribution distance that sees shapes, edges and textures (0 for identical sets).
@@ -28,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-STAT_KEYS = ("sharpness", "noise", "blockiness", "hf")
+STAT_KEYS = ("sharpness", "noise", "blocks", "frame", "hf")
 
 
 def _grey(u8: np.ndarray) -> np.ndarray:
@@ -61,7 +70,35 @@ def noise_std(u8: np.ndarray, flat_fraction: float = 0.5) -> float:
     return float(np.sqrt(np.pi / 2) * r[flat].mean() / 6.0)
 
 
+def _edge_profile(u8: np.ndarray) -> np.ndarray:
+    """(W - 1,) mean |neighbour difference| at each position j (between pixels j and j + 1), rows and columns
+    together (square images; for others the shorter side's positions)."""
+    g = _grey(u8)
+    cols, rows = np.abs(np.diff(g, axis=2)).mean(axis=(0, 1)), np.abs(np.diff(g, axis=1)).mean(axis=(0, 2))
+    n = min(len(cols), len(rows))
+    return (cols[:n] + rows[:n]) / 2
+
+
+def blocks(u8: np.ndarray, block: int = 8) -> float:
+    """8x8 blocking: |difference| across each interior block boundary over the mean of its two neighbours (1: none)."""
+    m = _edge_profile(u8)
+    j = np.arange(block - 1, len(m) - 1, block)          # boundaries with a difference on each side
+    if len(j) == 0:
+        return float("nan")
+    return float(m[j].sum() / max(((m[j - 1] + m[j + 1]) / 2).sum(), 1e-12))
+
+
+def frame(u8: np.ndarray) -> float:
+    """A line along the image's border: |difference| of the outermost pixel pairs over the next pairs in (1: none)."""
+    m = _edge_profile(u8)
+    if len(m) < 4:
+        return float("nan")
+    return float((m[0] + m[-1]) / max(m[1] + m[-2], 1e-12))
+
+
 def blockiness(u8: np.ndarray, block: int = 8) -> float:
+    """The global form (tables before 2026-12-06): across the block boundaries over every other position. Moves
+    with where a set's edges lie and with a frame; use :func:`blocks`."""
     g = _grey(u8)
     w = g.shape[2]
     if w <= block or g.shape[1] <= block:
@@ -76,19 +113,21 @@ def blockiness(u8: np.ndarray, block: int = 8) -> float:
     return float((across / n_across) / max(inside / n_inside, 1e-12))
 
 
-def grid_phases(u8: np.ndarray, block: int = 8) -> np.ndarray:
+def grid_phases(u8: np.ndarray, block: int = 8, inner: bool = False) -> np.ndarray:
     """(block,) mean |neighbour difference| at each phase of the block grid (difference j lies between pixels j
-    and j + 1, rows and columns; phase j mod block) over the mean of the phases. Phase block-1: JPEG's block edges."""
-    g = _grey(u8)
-    m = (np.abs(np.diff(g, axis=2)).mean(axis=(0, 1)) + np.abs(np.diff(g, axis=1)).mean(axis=(0, 2))) / 2
-    ph = np.array([m[np.arange(len(m)) % block == p].mean() for p in range(block)])
+    and j + 1, rows and columns; phase j mod block) over the mean of the phases. Phase block-1: JPEG's block edges.
+    inner=True leaves out the outermost difference at each side (a frame would otherwise read as phases 0 and 6)."""
+    m = _edge_profile(u8)
+    j = np.arange(len(m))
+    keep = (j > 0) & (j < len(m) - 1) if inner else np.ones(len(m), bool)
+    ph = np.array([m[keep & (j % block == p)].mean() for p in range(block)])
     return ph / ph.mean()
 
 
-def border_excess(u8: np.ndarray) -> float:
-    """Edge excess at the pixel pairs just inside each 8x8 block's border (phases 0 and 6 of :func:`grid_phases`):
-    0 for content unrelated to the grid; a G_x that trains through a JPEG puts detail there (cpu-scale.md, 21)."""
-    return phases_border_excess(grid_phases(u8))
+def border_excess(u8: np.ndarray, inner: bool = False) -> float:
+    """Edge excess at phases 0 and 6 of :func:`grid_phases` (just inside each 8x8 block's border): 0 for content
+    unrelated to the grid. With inner=False it also reads a frame (cpu-scale.md section 24)."""
+    return phases_border_excess(grid_phases(u8, inner=inner))
 
 
 def phases_border_excess(phases: np.ndarray) -> float:
@@ -127,7 +166,8 @@ def patch_swd(a: np.ndarray, b: np.ndarray, size: int = 7, patches: int = 16384,
 
 def image_stats(u8: np.ndarray, reference: Optional[np.ndarray] = None) -> dict[str, float]:
     """The statistics of STAT_KEYS for a set of images, plus ``patch_swd`` against `reference` if given."""
-    out = {"sharpness": sharpness(u8), "noise": noise_std(u8), "blockiness": blockiness(u8), "hf": hf_energy(u8)}
+    out = {"sharpness": sharpness(u8), "noise": noise_std(u8), "blocks": blocks(u8), "frame": frame(u8),
+           "hf": hf_energy(u8)}
     if reference is not None:
         out["patch_swd"] = patch_swd(u8, reference)
     return out

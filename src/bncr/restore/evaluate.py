@@ -1,7 +1,7 @@
 """Evaluating restorers as in Table 4: test images degraded by a setting (the paper: N), restored, compared with
 their clean versions. PSNR and LPIPS are paired (restored image vs its own clean image, mean over images);
 KID and FID compare the set of restorations with the set of clean images (Inception features). "stats" adds the
-image statistics of bncr.metrics.imagestats (sharpness, flat-region noise, 8x8 blockiness, high-frequency energy)
+image statistics of bncr.metrics.imagestats (sharpness, flat-region noise, 8x8 blocks, a frame along the border, high-frequency energy)
 of every set and of the clean images themselves (a last row), so a reader sees where each restorer lands between
 the degraded inputs and the clean images."""
 from __future__ import annotations
@@ -101,10 +101,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     from ..metrics.imagestats import STAT_KEYS
     cols = [c for c in (*(m for m in METRICS if m != "stats"), *STAT_KEYS) if any(c in r for r in rows)]
     head = {"psnr": "PSNR dB", "lpips": "LPIPS", "kid": "KID x1e3", "fid": "FID", "sharpness": "sharpness",
-            "noise": "noise", "blockiness": "blockiness", "hf": "hf"}
+            "noise": "noise", "blocks": "blocks", "frame": "frame", "hf": "hf"}
     fmt = {"psnr": lambda v: f"{v:.2f}", "lpips": lambda v: f"{v:.4f}", "kid": lambda v: f"{1e3 * v:.2f}",
            "fid": lambda v: f"{v:.1f}", "sharpness": lambda v: f"{v:.1f}", "noise": lambda v: f"{v:.2f}",
-           "blockiness": lambda v: f"{v:.2f}", "hf": lambda v: f"{v:.3f}"}
+           "blocks": lambda v: f"{v:.3f}", "frame": lambda v: f"{v:.2f}", "hf": lambda v: f"{v:.3f}"}
     lines = ["| images | " + " | ".join(head[c] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for r in rows:
         lines.append(f"| {r['images']} | " + " | ".join(fmt[c](r[c]) if c in r else "-" for c in cols) + " |")
