@@ -150,6 +150,23 @@ def test_block_residual_scaling_and_identity_shortcut():
     torch.testing.assert_close(ob(img), ob.shortcut(torch.nn.functional.avg_pool2d(img, 2)))
 
 
+def test_reflect_padding_leaves_no_frame_and_the_same_parameters():
+    """G_x's 3x3 convolutions padded with zeros draw a frame along the border from the start; padded by reflection
+    they do not (cpu-scale.md section 24). Same parameters either way, so only the padding differs; a bad mode is
+    refused with the option named."""
+    from bncr.metrics.imagestats import frame
+    torch.manual_seed(0)
+    G0 = ResNetGenerator(32, 16, 32, residual_factor=1.0, upsample="bilinear")
+    G1 = ResNetGenerator(32, 16, 32, residual_factor=1.0, upsample="bilinear", padding="reflect")
+    G1.load_state_dict(G0.state_dict())
+    z = torch.randn(512, 32)
+    u8 = [((G(z).detach() + 1) * 127.5).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy() for G in (G0, G1)]
+    assert frame(u8[0]) > 1.3 and abs(frame(u8[1]) - 1) < 0.1
+    assert all(m.padding_mode == "reflect" for m in G1.modules() if isinstance(m, nn.Conv2d) and m.padding != (0, 0))
+    with pytest.raises(NetConfigError, match="padding"):
+        ResNetGenerator(32, 16, 32, padding="circular")
+
+
 def test_discriminator_pooling_sum_vs_mean():
     torch.manual_seed(0)
     dm = ResNetDiscriminator(32, 8, pooling="mean")

@@ -251,13 +251,19 @@ class ResNetGenerator(nn.Module):
         out_activation: "tanh" (default) or None (raw conv output, e.g. for a custom head).
         upsample: "nearest" (NR-GAN) or "bilinear" x2 in the up-blocks. Nearest x2 from the 4x4 map draws
             8x8 blocks early in training, on the very grid of JPEG's 8x8 blocks (docs/research/cpu-scale.md).
+        padding: how the 3x3 convolutions pad: "zeros" (NR-GAN) or "reflect". Zeros pull the activations at the
+            border towards 0, so a young G_x draws a frame along the image's border that only D's pressure
+            removes; a degradation that hides it leaves it (docs/research/cpu-scale.md section 24).
     """
 
     def __init__(self, resolution: int = 32, width: int = 128, z_dim: int = 128, out_channels: int = 3,
                  channel_multipliers: Optional[Sequence[int]] = None, residual_factor: float = default("residual"),
-                 out_activation: Optional[str] = "tanh", upsample: str = default("g_upsample")) -> None:
+                 out_activation: Optional[str] = "tanh", upsample: str = default("g_upsample"),
+                 padding: str = default("g_pad")) -> None:
         super().__init__()
         e = _check_common("ResNetGenerator", width, resolution, 8)
+        if padding not in ("zeros", "reflect"):
+            raise NetConfigError(f"ResNetGenerator: padding must be 'zeros' or 'reflect', got {padding!r}")
         if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
             raise NetConfigError(f"ResNetGenerator: z_dim must be a positive integer, got {z_dim!r}")
         if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels < 1:
@@ -277,6 +283,10 @@ class ResNetGenerator(nn.Module):
         self.blocks = nn.Sequential(*[ResBlock(chans[i], chans[i + 1], "up", residual_factor, upsample)
                                       for i in range(len(chans) - 1)])
         self.out_conv = _conv(chans[-1], out_channels, 3, PLAIN_GAIN)
+        self.padding = padding
+        for m in self.modules():                 # every 3x3 conv (1x1 shortcuts do not pad)
+            if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
+                m.padding_mode = padding
 
     def sample_z(self, n: int, generator: Optional[torch.Generator] = None,
                  device: Optional[torch.device | str] = None) -> torch.Tensor:

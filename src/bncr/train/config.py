@@ -34,6 +34,7 @@ class TrainConfig:
     z_dim: int = 128                 # latent size of G_x (and of G_k, G_n, G_q)
     residual: float = 0.1            # scale of the residual branch in G_x and D_y blocks (NR-GAN: 0.1)
     g_upsample: str = "nearest"      # x2 upsampling in G_x's blocks: "nearest" (NR-GAN) | "bilinear"
+    g_pad: str = "zeros"             # padding of G_x's 3x3 convolutions: "zeros" (NR-GAN) | "reflect" (no frame)
     channels_last: bool = False      # G_x and D_y in channels-last memory format (faster convolutions on CPUs)
     # --- degradation generators: G_k, G_n, G_q and how q is parametrised and reached by gradients
     kernel_size: Optional[int] = None  # K of G_k (None: covers the setting's kernels; 7 at 32, 13 at 128)
@@ -163,7 +164,7 @@ def override_fields(cfg: Any, assignments: list[str]) -> Any:
 
 # The allowed values of the options that name a choice (validate() checks them).
 CHOICES: dict[str, tuple] = {
-    "g_upsample": ("nearest", "bilinear"), "noise_gen": ("ab", "map"),
+    "g_upsample": ("nearest", "bilinear"), "g_pad": ("zeros", "reflect"), "noise_gen": ("ab", "map"),
     "noise_prior": ("additive", "multiplicative", "poisson"), "q_grad": ("fd", "ste"), "q_fd_sides": (1, 2),
     "q_param": ("clamp", "sigmoid"), "q_mask": ("soft", "hard"), "jpeg_round": ("ste", "ste0"), "jpeg_grid": ("fixed", "random"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
     "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "ac_comp_on": ("u", "x"), "cuda_graph": ("auto", "true", "false"),
@@ -174,7 +175,7 @@ CHOICES: dict[str, tuple] = {
 GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("model", "setting", "dataset", "data_root", "resolution", "count", "skip_bad", "data_seed", "dequantize",
              "oracle_clean"),
-    "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "channels_last"),
+    "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "g_pad", "channels_last"),
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "deg_center_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param", "q_mask", "jpeg_round", "jpeg_grid"),
     "losses": ("r1", "r1_every", "ds", "ds_k", "ds_n", "ds_q", "ds_q_target", "ds_tau", "ds_k_tau", "ds_n_tau", "ds_q_tau",
@@ -201,6 +202,7 @@ PAPER: dict[str, Any] = {
     "width": 128, "d_width": None, "z_dim": 128,      # NR-GAN's CIFAR-10 ResNet: 128 channels, z of 128
     "residual": 0.1,                                  # NR-GAN's residual scale in G and D blocks
     "g_upsample": "nearest",                          # NR-GAN's upsampling in G's blocks
+    "g_pad": "zeros",                                 # NR-GAN's convolutions pad with zeros
     "channels_last": False,                           # memory layout only, no effect on the result
     # degradation generators (Sec. 4-6): three-layer MLPs for G_k and G_q, G_n per image (Sec. 7.1)
     "kernel_size": None, "noise_gen": "ab", "noise_prior": "poisson", "mask_init": 0.5,

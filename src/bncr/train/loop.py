@@ -169,7 +169,8 @@ class Nets:
 
 def build_generator(cfg: TrainConfig, resolution: int) -> ResNetGenerator:
     """G_x as the config describes it (the one place that does; training and loading use it)."""
-    G_x = ResNetGenerator(resolution, cfg.width, cfg.z_dim, residual_factor=cfg.residual, upsample=cfg.g_upsample)
+    G_x = ResNetGenerator(resolution, cfg.width, cfg.z_dim, residual_factor=cfg.residual, upsample=cfg.g_upsample,
+                          padding=cfg.g_pad)
     return G_x.to(memory_format=torch.channels_last) if cfg.channels_last else G_x
 
 
