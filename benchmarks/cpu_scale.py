@@ -215,6 +215,7 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     def stats(sets) -> dict[str, np.ndarray]:
         out = {name: np.array([f(u8) for u8 in sets]) for name, f in fns.items()}
         out["phases"] = np.mean([grid_phases(u8, inner=True) for u8 in sets], axis=0)
+        out["phases_all"] = np.mean([grid_phases(u8) for u8 in sets], axis=0)
         return out
 
     cfg = run_config(runs[0])["config"]
@@ -235,10 +236,11 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     out += ["", "Mean |difference| between neighbouring pixels at each position j mod 8 of the difference between "
             "pixels j and j+1 (rows and columns), over its mean, the outermost difference at each side left out (a frame "
             "would read as phases 0 and 6; cpu-scale.md section 24): JPEG's block edges are phase 7.", "",
-            "| images | " + " | ".join(f"phase {p}" for p in range(8)) + " | inside-border excess | source |",
-            "|---" * 11 + "|"]
+            "| images | " + " | ".join(f"phase {p}" for p in range(8)) + " | inside-border excess | with the outermost "
+            "differences (sections 21-23) | source |",
+            "|---" * 12 + "|"]
     out += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in st["phases"]) + f" | {phases_border_excess(st['phases']):+.3f}"
-            f" | {src} |" for name, src, st in rows]
+            f" | {phases_border_excess(st['phases_all']):+.3f} | {src} |" for name, src, st in rows]
     return "\n".join(out)
 
 
