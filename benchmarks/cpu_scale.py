@@ -12,6 +12,8 @@
         how much of setting N's read noise (the std curve at x = 0) the degraded shapes show at all
     python benchmarks/cpu_scale.py spread runs/x [runs/y ...] [--num 500] [--k 8]
         the image statistics' spread between sets of 500 images of one source (clean sets; latent seeds of a run)
+    python benchmarks/cpu_scale.py profile runs/x [runs/y ...] [--num 2000]
+        mean |neighbour difference| at each position of a row or column over its mean: where the edges lie (a frame)
     python benchmarks/cpu_scale.py dprobe runs/x [runs/y ...] [--n 1000]
         the run's final D on the degraded data, the clean data, the pipeline's JPEG at the true q, half of it, q 95
     python benchmarks/cpu_scale.py dsee [--widths 32 64] [--r1 1 0.1] [--masks 0 0.5] [--steps 1000] [--setting J] [--fake-q Q] [--every N] [--seed S]
@@ -244,6 +246,24 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     return "\n".join(out)
 
 
+def edge_profiles(runs: list[str], num: int = 2000) -> str:
+    """Where each set's edges lie: mean |neighbour difference| at each position j (between pixels j and j + 1, rows
+    and columns together) over its mean, for num clean training images and num EMA fakes of each run (seed 0)."""
+    from bncr.api import find_snapshot, load_generator, sample_images
+    from bncr.data import open_dataset
+    from bncr.metrics.evaluate import run_config
+    from bncr.metrics.imagestats import edge_profile
+    cfg = run_config(runs[0])["config"]
+    ds = open_dataset(cfg["dataset"], count=cfg["count"])
+    sets = [("clean data", np.stack([ds[i] for i in range(min(num, len(ds)))]))]
+    sets += [(r, sample_images(load_generator(find_snapshot(r)), num, seed=0).numpy()) for r in runs]
+    lines = []
+    for name, u8 in sets:
+        m = edge_profile(u8)
+        lines.append(f"{name}: " + " ".join(f"{v:.2f}" for v in m / m.mean()))
+    return "\n".join(lines)
+
+
 def d_probe(runs: list[str], n: int = 1000) -> str:
     """What each run's final discriminator D_y (training-state.pt) says about the JPEG of its setting: its mean output
     on n training images (i) as degraded (what D saw as real), (ii) clean, (iii) clean through the pipeline's JPEG
@@ -430,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("runs", nargs="+")
     sp.add_argument("--num", type=int, default=500)
     sp.add_argument("--k", type=int, default=8)
+    pp = sub.add_parser("profile", help="where each set's edges lie: the mean neighbour difference per position")
+    pp.add_argument("runs", nargs="+")
+    pp.add_argument("--num", type=int, default=2000)
     dp = sub.add_parser("dprobe", help="the final D's scores of the data's JPEG, none, and weaker JPEG")
     dp.add_argument("runs", nargs="+")
     dp.add_argument("--n", type=int, default=1000)
@@ -461,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         print(d_grad_phases(a.runs, a.n))
     elif a.cmd == "spread":
         print(sampling_spread(a.runs, a.num, a.k))
+    elif a.cmd == "profile":
+        print(edge_profiles(a.runs, a.num))
     elif a.cmd == "init":
         print(initial_outputs(a.seeds, a.set))
     else:

@@ -341,3 +341,18 @@ def test_dgrad_reports_each_phase_of_the_final_ds_gradient(tmp_path, capsys, mon
     for ln in rows:
         v = np.array([float(c) for c in ln.strip("| ").split(" | ")[2:]])
         assert v.shape == (8,) and np.all(np.isfinite(v)) and abs(np.abs(v).mean() - 1) < 0.02
+
+
+def test_profile_gives_each_set_one_normalised_value_per_position(tmp_path, capsys, monkeypatch):
+    """benchmarks/cpu_scale.py profile: the clean data's and each run's mean neighbour difference at each of the
+    W - 1 positions, over its mean; a frame shows at the ends (zero padding at init), reflection padding has none."""
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import cpu_scale
+    runs = [_tiny_laptop_run(tmp_path / p, "gan", "A", f"g_pad={p}") for p in ("zeros", "reflect")]
+    capsys.readouterr()
+    lines = cpu_scale.edge_profiles([str(r) for r in runs], num=64).splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["clean data", str(runs[0]), str(runs[1])]
+    prof = [np.array([float(v) for v in ln.split(":")[1].split()]) for ln in lines]
+    assert all(p.shape == (31,) and abs(p.mean() - 1) < 0.01 for p in prof)
+    ends = [(p[0] + p[-1]) / (p[1] + p[-2]) for p in prof[1:]]
+    assert ends[0] > 1.2 and ends[0] > ends[1] + 0.2                   # the zero-padded G_x's frame, not the other's

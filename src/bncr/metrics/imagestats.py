@@ -70,7 +70,7 @@ def noise_std(u8: np.ndarray, flat_fraction: float = 0.5) -> float:
     return float(np.sqrt(np.pi / 2) * r[flat].mean() / 6.0)
 
 
-def _edge_profile(u8: np.ndarray) -> np.ndarray:
+def edge_profile(u8: np.ndarray) -> np.ndarray:
     """(W - 1,) mean |neighbour difference| at each position j (between pixels j and j + 1), rows and columns
     together (square images; for others the shorter side's positions)."""
     g = _grey(u8)
@@ -81,7 +81,7 @@ def _edge_profile(u8: np.ndarray) -> np.ndarray:
 
 def blocks(u8: np.ndarray, block: int = 8) -> float:
     """8x8 blocking: |difference| across each interior block boundary over the mean of its two neighbours (1: none)."""
-    m = _edge_profile(u8)
+    m = edge_profile(u8)
     j = np.arange(block - 1, len(m) - 1, block)          # boundaries with a difference on each side
     if len(j) == 0:
         return float("nan")
@@ -90,7 +90,7 @@ def blocks(u8: np.ndarray, block: int = 8) -> float:
 
 def frame(u8: np.ndarray) -> float:
     """A line along the image's border: |difference| of the outermost pixel pairs over the next pairs in (1: none)."""
-    m = _edge_profile(u8)
+    m = edge_profile(u8)
     if len(m) < 4:
         return float("nan")
     return float((m[0] + m[-1]) / max(m[1] + m[-2], 1e-12))
@@ -117,7 +117,7 @@ def grid_phases(u8: np.ndarray, block: int = 8, inner: bool = False) -> np.ndarr
     """(block,) mean |neighbour difference| at each phase of the block grid (difference j lies between pixels j
     and j + 1, rows and columns; phase j mod block) over the mean of the phases. Phase block-1: JPEG's block edges.
     inner=True leaves out the outermost difference at each side (a frame would otherwise read as phases 0 and 6)."""
-    m = _edge_profile(u8)
+    m = edge_profile(u8)
     j = np.arange(len(m))
     keep = (j > 0) & (j < len(m) - 1) if inner else np.ones(len(m), bool)
     ph = np.array([m[keep & (j % block == p)].mean() for p in range(block)])
