@@ -74,7 +74,7 @@ class TrainConfig:
     mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
     mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
     d_shift: int = 0                 # D sees real and fake circularly shifted by one random (dy, dx) < d_shift per phase
-                                     # (8: blind to JPEG's grid; not in the paper; 0: off)
+                                     # (16: blind to JPEG's 4:2:0 grid, 8: to its luma blocks only; not in the paper; 0: off)
     tv: float = 0.0                  # weight of a total-variation prior on G_x's output (not in the paper; 0: off)
     # --- optimisation (NR-GAN defaults)
     iters: int = 200_000             # generator updates (the paper: 200k)

@@ -32,7 +32,8 @@ class BNCRLoss:
 
     def draw_shift(self) -> None:
         """d_shift > 0: one circular shift (dy, dx) in [0, d_shift) for every image D sees in this phase (real and
-        fake alike, and the finite-difference forwards of the same G step), so D cannot tell where JPEG's 8x8 grid is."""
+        fake alike, and the finite-difference forwards of the same G step), so D cannot tell where JPEG's grid is
+        (d_shift 16 for the 16x16 period of 4:2:0 chroma, 8 for the luma blocks alone)."""
         if self.cfg.d_shift > 0:
             dev = self.gen.device if self.gen is not None else "cpu"   # a host read: an experiment's option, eager only
             self.shift = tuple(torch.randint(self.cfg.d_shift, (2,), generator=self.gen, device=dev).tolist())
