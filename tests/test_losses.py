@@ -95,11 +95,11 @@ def test_ac_comp_weighs_the_compression_term_alone():
     assert (b, c) == (pytest.approx(3 * b1), pytest.approx(c1))
 
 
-@pytest.mark.parametrize("on", ["x", "u"])
+@pytest.mark.parametrize("on", ["x", "u", "u_x"])
 def test_ac_comp_on_chooses_eq8s_images_and_where_its_gradient_goes(on):
     """ac_comp_on="x" is Eq. 8 as written: G_x(z) against psi(G_x(z), q) without the mask, its gradient reaching
     G_x alone; "u" compares the JPEG stage's input x * k + n with its masked output, so its gradient also reaches
-    G_k and G_n (the input holds their outputs)."""
+    G_k and G_n (the input holds their outputs); "u_x" has u's value with the gradient to G_x alone."""
     from bncr.models.losses import ac_comp_weight
     from bncr.train.config import TrainConfig
     from bncr.train.loss import BNCRLoss
@@ -123,6 +123,10 @@ def test_ac_comp_on_chooses_eq8s_images_and_where_its_gradient_goes(on):
     assert reached(grads[:1])                                   # G_x's image always
     assert not reached(grads[1 + n_k + n_n:])                   # never the weight's or the mask's source, G_q
     assert reached(grads[1:1 + n_k]) == (on == "u") and reached(grads[1 + n_k:1 + n_k + n_n]) == (on == "u")
+    if on == "u_x":                                             # G_x's gradient: u's, with k and n held
+        t_u = BNCRLoss(TrainConfig(model="bncr-gan", setting="N", ds=0.0, ac=0.0, ac_comp=2.0, ac_comp_on="u"),
+                       lambda y: y.mean((1, 2, 3)), pipe, None).g_terms(out, lat)
+        assert torch.allclose(torch.autograd.grad(t_u["AC_comp"], x, retain_graph=True)[0], grads[0], atol=1e-6)
 
 
 def test_ac_no_gradient_into_degraded_term():

@@ -69,7 +69,8 @@ class TrainConfig:
     ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
     ac_comp: Optional[float] = None  # weight of the compression term alone (None: ac); ac then weighs the blur term
     ac_comp_on: str = "x"            # Eq. 8's images: "x" as written, G_x(z) vs psi(G_x(z), q), gradient to G_x only |
-                                     # "u" the JPEG stage's input x*k+n vs its masked output (gradient also to G_k, G_n)
+                                     # "u" the JPEG stage's input x*k+n vs its masked output (gradient also to G_k, G_n) |
+                                     # "u_x" the same images, the gradient to G_x alone (k and n held)
     ac_norm: str = "mean"            # ||.||^2 of Eq. 7-8: "sum" over the image's values (as written) | "mean" per value
     mu_k: float = 1.0                # scale of exp(-mu_k H(k)) (nats)
     mu_q: float = 10.0               # scale of exp(-mu_q (100 - q) / 100)
@@ -167,7 +168,7 @@ CHOICES: dict[str, tuple] = {
     "g_upsample": ("nearest", "bilinear"), "g_pad": ("zeros", "reflect"), "noise_gen": ("ab", "map"),
     "noise_prior": ("additive", "multiplicative", "poisson"), "q_grad": ("fd", "ste"), "q_fd_sides": (1, 2),
     "q_param": ("clamp", "sigmoid"), "q_mask": ("soft", "hard"), "jpeg_round": ("ste", "ste0"), "jpeg_grid": ("fixed", "random"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
-    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "ac_comp_on": ("u", "x"), "cuda_graph": ("auto", "true", "false"),
+    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "ac_comp_on": ("u", "x", "u_x"), "cuda_graph": ("auto", "true", "false"),
 }
 
 

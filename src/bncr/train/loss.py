@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..degradations.blur import blur
 from ..models.losses import (ac_blur_weight, ac_comp_weight, adaptive_consistency, d_loss_nonsaturating,
                              diversity_sensitive, g_loss_nonsaturating, g_loss_per_image, r1_penalty,
                              total_variation)
@@ -81,6 +82,11 @@ class BNCRLoss:
                     x_psi = self.pipe.psi(out.x.detach(), out.q.detach(), lat.get("deq"),
                                           lat.get("grid")).clamp(-1, 1)
                 before, after = out.x, x_psi
+            elif cfg.ac_comp_on == "u_x":           # u against y, the gradient reaching G_x alone (Sec. 6): the
+                # same value as "u", but k and n are held, so the term cannot make G_n's noise or G_k's kernel
+                # smaller (JPEG removes noise: through n, "u" pulls the learned noise down; cpu-scale.md section 25)
+                x_k = blur(out.x, out.k.detach()) if out.k is not None else out.x
+                before, after = x_k + (out.u - out.x_blur).detach(), out.y
             else:                                   # the JPEG stage's input u = x * k + n against its output y
                 before, after = out.u, out.y
             terms["AC_comp"] = ac_comp * adaptive_consistency(before, after, ac_comp_weight(out.q, cfg.mu_q),
