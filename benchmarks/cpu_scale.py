@@ -426,6 +426,33 @@ def d_sees_jpeg(widths: list[int], r1s: list[float], masks: list[float], steps: 
     return "\n".join(lines)
 
 
+def trajectory(runs: list[str], bins: int = 12) -> str:
+    """The live (not EMA) learned noise std and mean q of each run over training, from its stats.jsonl: the mean of
+    each stat over `bins` equal stretches of iterations. An AmbientGAN run logs the true simulator on its fakes, so
+    it gives the truth's values on the same images."""
+    import json
+    from pathlib import Path
+    lines = []
+    for run in runs:
+        rows = [json.loads(ln) for ln in (Path(run) / "stats.jsonl").read_text().splitlines() if ln.strip()]
+        rows = [r for r in rows if "noise_std_mean" in r or "q_mean" in r]
+        if not rows:
+            raise SystemExit(f"{run}: stats.jsonl has no noise_std_mean or q_mean (a model without noise or JPEG)")
+        last = max(r["iteration"] for r in rows)
+        edges = np.linspace(0, last, bins + 1)
+        if not lines:
+            lines = ["| run | stat | " + " | ".join(f"{int(a)}-{int(b)}" for a, b in zip(edges[:-1], edges[1:])) + " |",
+                     "|---|---|" + "---:|" * bins]
+        for key, name, scale in (("noise_std_mean", "noise std (grey levels)", 255.0), ("q_mean", "q", 1.0)):
+            cells = []
+            for a, b in zip(edges[:-1], edges[1:]):
+                v = [r[key] for r in rows if key in r and a < r["iteration"] <= b]
+                cells.append(f"{scale * np.mean(v):.1f}" if v else "")
+            if any(cells):
+                lines.append(f"| {run} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -453,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     pp = sub.add_parser("profile", help="where each set's edges lie: the mean neighbour difference per position")
     pp.add_argument("runs", nargs="+")
     pp.add_argument("--num", type=int, default=2000)
+    tj = sub.add_parser("trajectory", help="the live learned noise std and q of each run over training (stats.jsonl)")
+    tj.add_argument("runs", nargs="+")
+    tj.add_argument("--bins", type=int, default=12)
     dp = sub.add_parser("dprobe", help="the final D's scores of the data's JPEG, none, and weaker JPEG")
     dp.add_argument("runs", nargs="+")
     dp.add_argument("--n", type=int, default=1000)
@@ -484,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         print(d_grad_phases(a.runs, a.n))
     elif a.cmd == "spread":
         print(sampling_spread(a.runs, a.num, a.k))
+    elif a.cmd == "trajectory":
+        print(trajectory(a.runs, a.bins))
     elif a.cmd == "profile":
         print(edge_profiles(a.runs, a.num))
     elif a.cmd == "init":

@@ -356,3 +356,25 @@ def test_profile_gives_each_set_one_normalised_value_per_position(tmp_path, caps
     assert all(p.shape == (31,) and abs(p.mean() - 1) < 0.01 for p in prof)
     ends = [(p[0] + p[-1]) / (p[1] + p[-2]) for p in prof[1:]]
     assert ends[0] > 1.2 and ends[0] > ends[1] + 0.2                   # the zero-padded G_x's frame, not the other's
+
+
+def test_trajectory_bins_the_live_noise_and_q_of_stats_jsonl(tmp_path, monkeypatch):
+    """benchmarks/cpu_scale.py trajectory: per stretch of iterations, the mean of the logged noise std (grey levels)
+    and q; a run that logs neither is refused with its path."""
+    import json
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import cpu_scale
+    run = tmp_path / "r"
+    run.mkdir()
+    rows = [{"iteration": i, "noise_std_mean": 0.01 * i, "q_mean": 50.0 + i} for i in (1, 2, 3, 4)]
+    (run / "stats.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    lines = cpu_scale.trajectory([str(run)], bins=2).splitlines()
+    assert lines[0].split("|")[3:5] == [" 0-2 ", " 2-4 "]
+    noise = [c.strip() for c in lines[2].split("|")[3:5]]
+    q = [c.strip() for c in lines[3].split("|")[3:5]]
+    assert noise == [f"{255 * 0.015:.1f}", f"{255 * 0.035:.1f}"] and q == ["51.5", "53.5"]
+    gan = tmp_path / "gan"
+    gan.mkdir()
+    (gan / "stats.jsonl").write_text(json.dumps({"iteration": 1, "G_adv": 0.7}) + "\n")
+    with pytest.raises(SystemExit, match="gan"):
+        cpu_scale.trajectory([str(gan)])
