@@ -432,17 +432,16 @@ def trajectory(runs: list[str], bins: int = 12) -> str:
     it gives the truth's values on the same images."""
     import json
     from pathlib import Path
-    lines = []
+    logs = {}
     for run in runs:
         rows = [json.loads(ln) for ln in (Path(run) / "stats.jsonl").read_text().splitlines() if ln.strip()]
-        rows = [r for r in rows if "noise_std_mean" in r or "q_mean" in r]
-        if not rows:
+        logs[run] = [r for r in rows if "noise_std_mean" in r or "q_mean" in r]
+        if not logs[run]:
             raise SystemExit(f"{run}: stats.jsonl has no noise_std_mean or q_mean (a model without noise or JPEG)")
-        last = max(r["iteration"] for r in rows)
-        edges = np.linspace(0, last, bins + 1)
-        if not lines:
-            lines = ["| run | stat | " + " | ".join(f"{int(a)}-{int(b)}" for a, b in zip(edges[:-1], edges[1:])) + " |",
-                     "|---|---|" + "---:|" * bins]
+    edges = np.linspace(0, max(r["iteration"] for rows in logs.values() for r in rows), bins + 1)  # shared stretches
+    lines = ["| run | stat | " + " | ".join(f"{int(a)}-{int(b)}" for a, b in zip(edges[:-1], edges[1:])) + " |",
+             "|---|---|" + "---:|" * bins]
+    for run, rows in logs.items():
         for key, name, scale in (("noise_std_mean", "noise std (grey levels)", 255.0), ("q_mean", "q", 1.0)):
             cells = []
             for a, b in zip(edges[:-1], edges[1:]):

@@ -373,6 +373,11 @@ def test_trajectory_bins_the_live_noise_and_q_of_stats_jsonl(tmp_path, monkeypat
     noise = [c.strip() for c in lines[2].split("|")[3:5]]
     q = [c.strip() for c in lines[3].split("|")[3:5]]
     assert noise == [f"{255 * 0.015:.1f}", f"{255 * 0.035:.1f}"] and q == ["51.5", "53.5"]
+    short = tmp_path / "short"                                  # a run still at iteration 2: the same stretches
+    short.mkdir()
+    (short / "stats.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n")
+    both = cpu_scale.trajectory([str(short), str(run)], bins=2).splitlines()
+    assert both[0] == lines[0] and [c.strip() for c in both[3].split("|")[3:5]] == ["51.5", ""]
     gan = tmp_path / "gan"
     gan.mkdir()
     (gan / "stats.jsonl").write_text(json.dumps({"iteration": 1, "G_adv": 0.7}) + "\n")
