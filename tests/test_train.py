@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -372,3 +373,23 @@ def test_cr_gan_reads_q_mask_and_its_hard_masks_decide(tmp_path):
         m_q = sample_generated(pipe, 256).m_q
         assert bool(((m_q == 0) | (m_q == 1)).all()) == is_binary
         assert 0 < (m_q > 0.5).mean() < 1
+
+
+def test_oracle_blur_softens_the_oracles_clean_images_and_needs_the_oracle(tmp_path):
+    """oracle_blur (diagnosis): the oracle's clean images blurred by a Gaussian, mean kept, edges softer; refused
+    without oracle_clean; a run with it trains."""
+    from bncr.data import open_dataset
+    from bncr.errors import UserError
+    from bncr.metrics.imagestats import sharpness
+    from bncr.train.loop import soften
+    ds = open_dataset("shapes", count=64)
+    x = torch.from_numpy(np.stack([ds[i] for i in range(64)]))
+    soft = soften(x, 0.6)
+    assert soft.dtype == torch.uint8 and soft.shape == x.shape
+    assert abs(soft.float().mean() - x.float().mean()) < 0.5
+    assert sharpness(soft.numpy()) < 0.7 * sharpness(x.numpy())
+    assert torch.equal(soften(x, 0.2), x)                      # a negligible sigma changes no level
+    with pytest.raises(UserError, match="oracle_blur"):
+        tiny_cfg(oracle_blur=0.5).validate()
+    out = train(tiny_cfg(oracle_clean=True, oracle_blur=0.5, iters=2, snap_every=2), tmp_path / "o", progress=False)
+    assert (out / "snapshot-000002.pt").is_file()

@@ -28,6 +28,8 @@ class TrainConfig:
     data_seed: int = 0               # seed of the degraded dataset (fixed per image)
     dequantize: bool = True          # real pixels + U[0, 1/128) as in NR-GAN
     oracle_clean: bool = False       # DIAGNOSIS ONLY: G_x replaced by real *clean* images
+    oracle_blur: float = 0.0         # DIAGNOSIS ONLY: those images softened by a Gaussian of this sigma (px), a
+                                     # stand-in for a G_x less sharp than the data (cpu-scale.md section 25)
     # --- networks: G_x and D_y (NR-GAN's ResNets)
     width: int = 128                 # base channels of G_x and D_y (NR-GAN: 128)
     d_width: Optional[int] = None    # base channels of D_y if different from width
@@ -138,6 +140,8 @@ class TrainConfig:
             raise UserError(f"option deg_hold must be letters of 'knq' (k: G_k, n: G_n, q: G_q), got {self.deg_hold!r}")
         if not 0 < self.mask_init < 1:
             raise UserError(f"option mask_init must be in (0, 1), got {self.mask_init}")
+        if self.oracle_blur < 0 or (self.oracle_blur > 0 and not self.oracle_clean):
+            raise UserError(f"option oracle_blur={self.oracle_blur} needs oracle_clean=true and a sigma >= 0 (px)")
         if self.jpeg_grid == "random" and self.d_shift < 16:
             raise UserError(f"option jpeg_grid=random needs d_shift >= 16 (got {self.d_shift}): else D tells the fakes "
                             "from the real images by where their JPEG grid sits")
@@ -175,7 +179,7 @@ CHOICES: dict[str, tuple] = {
 # The groups of options (TrainConfig's sections), for listings.
 GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("model", "setting", "dataset", "data_root", "resolution", "count", "skip_bad", "data_seed", "dequantize",
-             "oracle_clean"),
+             "oracle_clean", "oracle_blur"),
     "networks": ("width", "d_width", "z_dim", "residual", "g_upsample", "g_pad", "channels_last"),
     "degradation generators": ("kernel_size", "noise_gen", "noise_prior", "mask_init", "noise_init", "q_init", "deg_center_init", "q_grad", "q_fd_step",
                                "q_fd_sides", "q_param", "q_mask", "jpeg_round", "jpeg_grid"),

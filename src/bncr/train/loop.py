@@ -154,6 +154,21 @@ def to_model_range(u8: torch.Tensor, gen: Optional[torch.Generator], dequantize:
     return levels_to_model(x, u, dequantize)
 
 
+def soften(u8: torch.Tensor, sigma: float) -> torch.Tensor:
+    """uint8 (N, H, W, 3) images blurred by a Gaussian of std `sigma` px (edges replicated), rounded back to uint8:
+    the oracle_blur diagnosis, real clean images made about as soft as a G_x at the CPU scale."""
+    r = max(1, int(np.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=u8.device)
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    x = u8.permute(0, 3, 1, 2).float()
+    x = nn.functional.pad(x, (r, r, r, r), mode="replicate")
+    c = x.shape[1]
+    x = nn.functional.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)   # rows, then columns
+    x = nn.functional.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 # ---------------------------------------------------------------------------------------------- model
 @dataclass
 class Nets:
@@ -246,6 +261,8 @@ class Trainer:
         # the training images live on the training device: a batch is a gather there, not a copy from the host
         self.y_real = torch.from_numpy(y).to(self.device)
         self.x_clean = torch.from_numpy(x).to(self.device) if cfg.oracle_clean else None
+        if self.x_clean is not None and cfg.oracle_blur > 0:
+            self.x_clean = soften(self.x_clean, cfg.oracle_blur)
         for m in (self.nets.G_x, self.nets.D_y, self.nets.pipe, self.nets.G_x_ema, self.nets.pipe_ema):
             m.to(self.device)
             broadcast_params(m, self.d)

@@ -36,6 +36,7 @@ existed*, listed here once and frozen (it must never follow later changes of the
     d_shift          0                         D's input shifted at random (a grid-blind D, later)
     jpeg_grid        "fixed"                   the fakes' JPEG blocks at the corner ("random" offsets later)
     g_pad            "zeros"                   G_x's convolutions padded with zeros ("reflect" later)
+    oracle_blur      0.0                       the oracle's clean images as they are (softened later, diagnosis)
 
 A config lacking an option *not* in this table is not one this package wrote: it is refused with the option named.
 """
@@ -54,7 +55,7 @@ BEFORE_OPTION_EXISTED: dict[str, Any] = {
     "skip_bad": False, "cuda_graph": "false", "compile": False, "tv": 0.0, "noise_init": None,
     "q_init": None, "r1_every": 1, "deg_center_init": False, "deg_hold": "knq",
     "ac_comp": None, "q_mask": "soft", "ac_comp_on": "u", "jpeg_round": "ste", "d_shift": 0,
-    "jpeg_grid": "fixed", "g_pad": "zeros",
+    "jpeg_grid": "fixed", "g_pad": "zeros", "oracle_blur": 0.0,
 }
 
 
