@@ -203,7 +203,8 @@ def test_demo_length_note_claims_the_seeds_only_for_the_options_they_were_measur
     from bncr.demo import DEMO_SETS, _length_note
     demo = preset("laptop").override(list(DEMO_SETS)).to_dict()
     assert "ahead of GAN in each of 5 seeds measured" in _length_note(demo)
-    for change in ({"ac": 3.0}, {"setting": "B"}, {"iters": 1200}, {"width": 32}):
+    for change in ({"ac": 3.0}, {"setting": "B"}, {"iters": 1200}, {"width": 32},
+                   {"g_pad": "reflect"}, {"ac_comp_on": "x"}):
         assert "ahead of GAN in each of 5 seeds measured" not in _length_note({**demo, **change}), change
     assert "has not been measured across seeds" in _length_note({**demo, "iters": 1200})
     assert _length_note({**demo, "iters": 6000, "deg_warmup": 1000, "ac": 3.0}) == ""
