@@ -24,6 +24,7 @@ from ..baselines.dataset import describe, degraded_by, restore_images, restore_o
 from ..data import open_dataset
 from ..data.cache import cache_dir, read_arrays, write_arrays
 from ..data.degraded import DegradedDataset
+from ..degradations.blur import blur
 from ..degradations.settings import Setting, get_setting
 from ..errors import UserError
 from ..io import atomic_write_text, ensure_writable_dir
@@ -155,17 +156,13 @@ def to_model_range(u8: torch.Tensor, gen: Optional[torch.Generator], dequantize:
 
 
 def soften(u8: torch.Tensor, sigma: float) -> torch.Tensor:
-    """uint8 (N, H, W, 3) images blurred by a Gaussian of std `sigma` px (edges replicated), rounded back to uint8:
-    the oracle_blur diagnosis, real clean images made about as soft as a G_x at the CPU scale."""
+    """uint8 (N, H, W, 3) images blurred by a Gaussian of std `sigma` px (the pipeline's `blur`), rounded back to
+    uint8: the oracle_blur diagnosis, real clean images made about as soft as a G_x at the CPU scale."""
     r = max(1, int(np.ceil(3 * sigma)))
     t = torch.arange(-r, r + 1, dtype=torch.float32, device=u8.device)
     g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    x = u8.permute(0, 3, 1, 2).float()
-    x = nn.functional.pad(x, (r, r, r, r), mode="replicate")
-    c = x.shape[1]
-    x = nn.functional.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)   # rows, then columns
-    x = nn.functional.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+    k = torch.outer(g, g) / g.sum() ** 2
+    x = blur(u8.permute(0, 3, 1, 2).float(), k.expand(len(u8), -1, -1))
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
