@@ -282,6 +282,24 @@ def test_training_machine_is_read_from_the_run(tmp_path):
     assert training_machine(tmp_path / "missing") == {}
 
 
+def test_result_records_the_options_the_run_was_trained_with(tmp_path, monkeypatch):
+    """A cell trained with other options than the grid's (by hand, or before the preset changed) keeps its own
+    options in result.json, so that collect marks it; before, the result said today's preset."""
+    from bncr.bench.collect import option_differences
+    from bncr.train.loop import train
+    monkeypatch.chdir(tmp_path)
+    grid = GRIDS["cpu-mini"]
+    sets = ("width=8", "d_width=8", "z_dim=16", "batch=4", "count=32", "tick=1", "image_every=1000",
+            "snap_every=1000", "threads=1")
+    opts = BenchOptions(root=Path("runs"), iters=2, num=4, sets=sets, progress=False,
+                        results_dir=Path("benchmarks/results"))
+    cell = next(c for c in grid.expand() if c.id == "deadleaves/D/br-gan/seed0")
+    by_hand = lambda cfg, out, **kw: train(cfg.override(["g_pad=reflect"]), out, progress=False)  # noqa: E731
+    result = run_cell(cell, grid, opts, train_fn=by_hand, eval_fn=FakeCell().eval, log=lambda s: None)
+    assert result["config"]["g_pad"] == "reflect" and cell_config(cell, grid, opts).g_pad == "zeros"
+    assert option_differences(result, cell, grid, opts) == {"g_pad": ("reflect", "zeros")}
+
+
 def test_collect_marks_cells_trained_with_other_options_than_todays_preset(tmp_path):
     """A committed cell whose stored options differ from what the grid trains today is marked and its options
     listed; a difference in an option the model never reads (GAN's AC weight) is not a difference."""

@@ -332,6 +332,15 @@ def training_machine(run: Path) -> dict[str, Any]:
     return out
 
 
+def trained_config(run: Path, cfg: Any, grid: Grid) -> dict[str, Any]:
+    """The options a GAN `run` was trained with (its config.json), else `cfg`'s: a run trained before a preset
+    changed, or by hand with other options, keeps its own record, so that collect can mark it (option_differences)."""
+    if grid.kind == "restoration" or not (run / "config.json").is_file():
+        return cfg.to_dict()
+    from ..metrics.evaluate import run_config
+    return run_config(run)["config"]
+
+
 def build_result(cell: Cell, grid: Grid, opts: BenchOptions, cfg: Any, *, train_seconds_invocation: Optional[float],
                  eval_seconds_invocation: Optional[float]) -> dict[str, Any]:
     from .. import __version__
@@ -351,7 +360,7 @@ def build_result(cell: Cell, grid: Grid, opts: BenchOptions, cfg: Any, *, train_
         "eval_seconds": round(sum(feat.values()) + sum(m["metric_seconds"] for m in metrics.values()), 1),
         "eval_seconds_invocation": None if eval_seconds_invocation is None else round(eval_seconds_invocation, 1),
         "metrics": {n: {k: v for k, v in m.items() if k != "feature_seconds"} for n, m in metrics.items()},
-        "config": cfg.to_dict(),
+        "config": trained_config(run, cfg, grid),
         "commands": {"benchmark": bench_cmd, "train": train_cmd, "eval": eval_cmd},
         "machine": machine_info(opts.device), "train_machine": training_machine(run), "bncr_version": __version__,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
