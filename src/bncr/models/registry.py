@@ -98,6 +98,11 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
               "known", "generator", "generator", ac_comp=True),
     ModelSpec("bncr-gan-known-nq", "BNCR-GAN with the true noise and JPEG simulators, only G_k learned (diagnostic)",
               "generator", "known", "known", ac_blur=True),
+    # the same, one stage at a time for the noise-quality trade (JPEG removes noise: cpu-scale.md section 26)
+    ModelSpec("bncr-gan-known-jpeg", "BNCR-GAN with the true JPEG simulator in place of G_q (diagnostic)",
+              "generator", "generator", "known", ac_blur=True),
+    ModelSpec("bncr-gan-known-noise", "BNCR-GAN with the true noise simulator in place of G_n (diagnostic)",
+              "generator", "known", "generator", ac_blur=True, ac_comp=True),
     ModelSpec("deblur+gan", "GAN on the training images deblurred with each one's true kernel "
               "(Krishnan-Fergus deconvolution; the paper's Deblur+GAN†)", restore="deblur"),
     ModelSpec("deblock+gan", "GAN on the training images deblocked at each one's true JPEG quality "
