@@ -305,7 +305,7 @@ def test_collect_marks_cells_trained_with_other_options_than_todays_preset(tmp_p
     listed; a difference in an option the model never reads (GAN's AC weight) is not a difference."""
     grid = GRIDS["cpu-shapes"]
     opts = BenchOptions(root=tmp_path / "runs", results_dir=tmp_path / "results")
-    for model, setting, sets in (("bncr-gan", "N", ["ac=1.0", "ac_comp=none"]), ("gan", "N", ["ac=1.0"]),
+    for model, setting, sets in (("bncr-gan", "N", ["ac=3.0", "ac_comp=none"]), ("gan", "N", ["ac=3.0"]),
                                  ("ambientgan", "N", [])):
         cell = next(c for c in grid.expand() if c.id == f"shapes/{setting}/{model}/seed0")
         cfg = cell_config(cell, grid, opts).override(sets + ["threads=1"])   # threads: a machine option, ignored
@@ -315,8 +315,8 @@ def test_collect_marks_cells_trained_with_other_options_than_todays_preset(tmp_p
             "dataset": "shapes", "setting": setting, "model": model, "seed": 0, "config": cfg.to_dict(),
             "metrics": {"kid500_train": {"best": 0.1, "last": 0.1}}}))
     col = collect(grid, opts, source="results")
-    assert col.differs == {"shapes/N/bncr-gan/seed0": {"ac": (1.0, 3.0), "ac_comp": (None, 1.0)}}
+    assert col.differs == {"shapes/N/bncr-gan/seed0": {"ac": (3.0, 1.0), "ac_comp": (None, 1.0)}}
     md = markdown_tables(col)
     row = lambda m: [c.strip() for c in next(x for x in md.splitlines() if f"(`{m}`)" in x).strip("|").split("|")]
     assert row("bncr-gan")[-1] == "100.00 [1/3] ‡" and row("gan")[-1] == "100.00 [1/3]"  # column N
-    assert "- `shapes/N/bncr-gan/seed0`: ac=1.0 (today 3.0), ac_comp=None (today 1.0)" in md
+    assert "- `shapes/N/bncr-gan/seed0`: ac=3.0 (today 1.0), ac_comp=None (today 1.0)" in md

@@ -210,6 +210,22 @@ def test_demo_length_note_claims_the_seeds_only_for_the_options_they_were_measur
     assert _length_note({**demo, "iters": 6000, "deg_warmup": 1000, "ac": 3.0}) == ""
 
 
+def test_demo_shortens_laptop_unless_full(tmp_path, monkeypatch):
+    """`bncr demo` trains `laptop` + DEMO_SETS (the measured demo); --full trains the preset as it is; --set last."""
+    import bncr.demo as demo
+    seen = []
+
+    def stop(out, models, preset, setting, sets, on_early_finish=None):
+        seen.append(tuple(sets))
+        raise SystemExit(0)
+    monkeypatch.setattr(demo, "train_side_by_side", stop)
+    for argv in (["demo"], ["demo", "--full", "--set", "seed=3"]):
+        with pytest.raises(SystemExit):
+            main(argv + ["--out", str(tmp_path / "d")])
+    assert seen == [demo.DEMO_SETS, ("seed=3",)]
+    assert "g_pad=zeros" in demo.DEMO_SETS and preset("laptop").g_pad == "reflect"
+
+
 def test_demo_trains_both_side_by_side_and_reports(tmp_path, monkeypatch, capsys):
     """`bncr demo` end to end at a tiny size (a fake feature network stands in for Inception)."""
     from test_eval import FakeFeatures

@@ -27,13 +27,14 @@ from .errors import UserError
 from .io import atomic_write_text
 
 # The demo is `laptop` shortened to 2,400 of its 6,000 iterations (the degradation generators held for the first 800),
-# with the blur term of the adaptive consistency loss at 10 instead of 3: at `laptop`'s weight the learned kernel
-# widens at the release and narrows back only after 4,000-6,000 iterations, so at 2,400 BNCR-GAN lost to GAN
-# (cpu-scale.md section 14.3); at 10 it comes back within a few hundred iterations (ending below the truth) and
-# BNCR-GAN was ahead in each of 5 seeds (section 15). `make demo` from a fresh clone: 11.3 minutes on the idle 2-core
-# machine, install included (section 15.4).
-DEMO_SETS = ("iters=2400", "deg_warmup=800", "ac=10")
-# The length at which `laptop` (ac=3) beat GAN on N in every seed measured (3 of 3, cpu-scale.md section 14.1).
+# with the options of its 5-seed measurement (cpu-scale.md section 15): G_x padded with zeros and the blur term of the
+# adaptive consistency loss at 10. At the full length `laptop` pads by reflection with both AC terms at 1; at 2,400
+# iterations that lost its kernel (-54 % at ac=10, -44 % at ac=3, one seed each, section 25.7), while with zero padding
+# and ac=10 the kernel comes back within a few hundred iterations (ending 7-29 % narrow) and BNCR-GAN was ahead in each
+# of 5 seeds. `make demo` from a fresh clone: 11.3 minutes on the idle 2-core machine, install included (15.4).
+DEMO_SETS = ("iters=2400", "deg_warmup=800", "g_pad=zeros", "ac=10")
+# The length at which `laptop` beat GAN on N in every seed measured (3 of 3 with reflection and ac=1, section 25.1;
+# 3 of 3 with the earlier zero padding and ac=3, section 14.1): `bncr demo --full`.
 RELIABLE_ITERS = 6000
 
 # The options of the demo runs of section 15 (the seeds' verdicts hold for these only). Written out rather than
@@ -113,9 +114,9 @@ def _length_note(cfg: dict) -> str:
                 "section 15), its learned kernel ending 7-29 % too narrow")
     if int(cfg["iters"]) < RELIABLE_ITERS:
         return (f". At {int(cfg['iters']):,} iterations with these options the comparison has not been measured across "
-                f"seeds (at `laptop`'s ac=3, 2,400 iterations lost in both seeds measured, section 14.3); at "
-                f"{RELIABLE_ITERS:,} BNCR-GAN won in each of 3 seeds (section 14.1): `bncr demo --set "
-                f"iters={RELIABLE_ITERS} --set deg_warmup=1000 --set ac=3`, about 30 minutes on 2 cores")
+                f"seeds (with zero padding and ac=3, 2,400 iterations lost in both seeds measured, section 14.3); "
+                f"at `laptop`'s {RELIABLE_ITERS:,} BNCR-GAN won in each of 3 seeds (section 25.1): `bncr demo "
+                f"--full`, about 40 minutes on 2 cores")
     return ""
 
 
@@ -148,7 +149,10 @@ def summary(out: Path, bncr_run: Path, gan_run: Path, num: int, gan_rows: Option
 
 
 def run_demo(out: str | Path = "demo-out", *, preset: str = "laptop", setting: str = "N",
-             sets: Sequence[str] = (), num: int = 200, models: Sequence[str] = ("bncr-gan", "gan")) -> Path:
+             sets: Sequence[str] = (), num: int = 200, models: Sequence[str] = ("bncr-gan", "gan"),
+             full: bool = False) -> Path:
+    """Train `models` side by side, then the picture and summary.md. `laptop` is shortened to the demo's measured
+    options (DEMO_SETS) unless `full`; `sets` apply last."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -172,7 +176,7 @@ def run_demo(out: str | Path = "demo-out", *, preset: str = "laptop", setting: s
         finally:
             torch.set_num_threads(threads)
 
-    train_side_by_side(out, models, preset, setting, tuple(DEMO_SETS if preset == "laptop" else ()) + tuple(sets),
+    train_side_by_side(out, models, preset, setting, tuple(DEMO_SETS if preset == "laptop" and not full else ()) + tuple(sets),
                        on_early_finish=measure_early)
     t1 = time.time()
     print(f"demo: trained in {t1 - t0:.0f} s; measuring KID ({num} images each) and the learned degradation ...",

@@ -252,16 +252,18 @@ DEFAULT_DEPARTURES: dict[str, Any] = {"q_grad": "fd", "q_param": "clamp", "ds_q_
 # GAN/AmbientGAN). 6,000 iterations: GAN's KID on clean shapes flattens between 4,000 and 6,000, and at 3,000 the
 # seed spread hid every difference between the models (AmbientGAN's margin over GAN appears at 6,000). D is twice
 # as wide as G_x (32): with a width-16 D BNCR-GAN did not beat GAN (KID medians of 3 seeds 200 vs 197); with 32 it
-# does (153 vs 180) and AmbientGAN's margin over GAN grows (111 vs 180), cpu-scale.md section 9. The blur term of
-# the adaptive consistency loss weighs 3 (ac=3), the compression term 1 (ac_comp=1): at weight 1 the learned kernel
-# widens within 100 iterations of the warm-up's end and stays too wide; at 3 for both terms the kernel is right but
-# q drifts mild; blur 3 / compression 1 recovered both and closed 57 % of the GAN-AmbientGAN gap (KID medians of 3
-# seeds 141.0 vs GAN 180.0, AmbientGAN 111.2; sections 13-14). Only bncr-gan has AC losses. Its compression term
-# compares the JPEG stage's input x * k + n with its output (ac_comp_on="u"), the form these weights were calibrated
-# with; Eq. 8 as written ("x", G_x against its own JPEG) gave the same KID but q too mild in 2 of 3 seeds (section 23).
+# does (153 vs 180) and AmbientGAN's margin over GAN grows (111 vs 180), cpu-scale.md section 9. G_x's convolutions
+# pad by reflection (g_pad="reflect"): with NR-GAN's zero padding every pipeline model's G_x drew a line along the
+# image's border (section 24). With reflection both terms of the adaptive consistency loss weigh the paper's 1
+# (ac=1, ac_comp=1): BNCR-GAN closed 80 % of the GAN-AmbientGAN gap (KID medians of 3 seeds 123.9 vs GAN 178.8,
+# AmbientGAN 109.9) with the kernel and q recovered and the learned noise about 20 % weak (section 25); the blur
+# weight 3 that zero padding needed (ac=3: 141.0 vs 180.0 / 111.2, sections 13-14) leaves the kernel 26-49 % too
+# narrow with reflection (24.5). Only bncr-gan has AC losses. Its compression term compares the JPEG stage's input
+# x * k + n with its output (ac_comp_on="u"), the form these weights were calibrated with; Eq. 8 as written ("x",
+# G_x against its own JPEG) gave the same KID but q too mild in 2 of 3 seeds (section 23).
 _LAPTOP = {"dataset": "shapes", "width": 16, "d_width": 32, "batch": 16, "count": 5000, "iters": 6000,
            "lr": 1e-3, "g_upsample": "bilinear", "channels_last": True, "deg_warmup": 1000, "deg_lr": 1e-4,
-           "ac": 3.0, "ac_comp": 1.0, "ac_comp_on": "u",
+           "g_pad": "reflect", "ac": 1.0, "ac_comp": 1.0, "ac_comp_on": "u",
            "ema": 0.99, "residual": 1.0, "r1": 1.0, "tick": 50, "image_every": 500, "snap_every": 500}
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
