@@ -400,3 +400,24 @@ def test_trajectory_bins_the_live_noise_and_q_of_stats_jsonl(tmp_path, monkeypat
     (gan / "stats.jsonl").write_text(json.dumps({"iteration": 1, "G_adv": 0.7}) + "\n")
     with pytest.raises(SystemExit, match="gan"):
         cpu_scale.trajectory([str(gan)])
+
+
+def test_noise_levels_show_a_distribution_narrower_than_the_truths(tmp_path, monkeypatch):
+    """benchmarks/cpu_scale.py noiselevels: quantiles and 5-95 % spread of log10 a, and E[a] learned / true; a
+    distribution with the truth's median but half its spread has a smaller E[a]. A run without noise is refused."""
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import cpu_scale
+    rng = np.random.default_rng(0)
+    true = rng.uniform(-4.0, -2.0, 20000)
+    narrow = -3.0 + 0.5 * (true + 3.0)
+    learned, truth = cpu_scale.level_rows("r", narrow, true)
+    cells = [c.strip() for c in learned.strip("|").split("|")]
+    tcells = [c.strip() for c in truth.strip("|").split("|")]
+    assert abs(float(cells[4]) - float(tcells[4])) < 0.02                      # the same median
+    assert abs(float(cells[7]) - 0.5 * float(tcells[7])) < 0.02                # half the spread
+    assert 0.4 < float(cells[8]) < 0.8 and tcells[8] == "1"                    # E[a] smaller
+    same = cpu_scale.level_rows("r", true, true)[0].strip("|").split("|")
+    assert same[-1].strip() == "1.00"
+    gan = _tiny_laptop_run(tmp_path / "gan", "gan", "A")
+    with pytest.raises(UserError, match="learns no degradation"):
+        cpu_scale.noise_levels([str(gan)])

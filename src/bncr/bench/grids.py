@@ -164,11 +164,13 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
          notes=("500 generated vs 500 clean training images, KID only (unbiased at this sample count; FID is not).",
                 "What the numbers mean, the degradation statistics of each model's clean fakes and the seeds that "
                 "were run: docs/research/cpu-scale.md.",
-                "Committed cells: N 3 seeds, B / D / H / J / noise 2 seeds (no-mask ablations and br-gan-ac 1), A 1, "
-                "trained at `laptop` with d_width=32 on an H200 or the 2-core CPU (benchmarks/jobs/d32*.txt; N's "
-                "bncr-gan: cpu-scale.md section 14, on the CPU). Each result file records its options and training "
-                "machine. The B, D and H cells do not calibrate on KID (cpu-scale.md sections 11, 13, 14.5); "
-                "br-gan-ac (BR-GAN with the blur term of L_AC) is a diagnostic, not a model of the paper.")),
+                "Committed cells: N 3 seeds, trained with today's `laptop` (G_x padded by reflection, ac=1) on the "
+                "2-core CPU (cpu-scale.md sections 25-26, benchmarks/jobs/reflect-N.txt); B / D / H / J / noise 2 "
+                "seeds (no-mask ablations and br-gan-ac 1) and A 1, trained with the earlier `laptop` (zero padding, "
+                "ac=3) on an H200 or the 2-core CPU (benchmarks/jobs/d32*.txt), marked with the options they differ "
+                "in. Each result file records its options and training machine. The B, D and H cells do not "
+                "calibrate on KID (cpu-scale.md sections 11, 13, 14.5); br-gan-ac (BR-GAN with the blur term of "
+                "L_AC) is a diagnostic, not a model of the paper.")),
     Grid("table4", "Table 4: image restoration on CIFAR-10, trained on settings O-Q and N, tested on images "
          "degraded by N", ("cifar10",),
          tuple((s, ("unir-dagger", "bncr-gan+unir", "cyclegan") if s != "N" else ("unir-dagger", "bncr-gan+unir"))
