@@ -415,9 +415,10 @@ def test_noise_levels_show_a_distribution_narrower_than_the_truths(tmp_path, mon
     tcells = [c.strip() for c in truth.strip("|").split("|")]
     assert abs(float(cells[4]) - float(tcells[4])) < 0.02                      # the same median
     assert abs(float(cells[7]) - 0.5 * float(tcells[7])) < 0.02                # half the spread
-    assert 0.4 < float(cells[8]) < 0.8 and tcells[8] == "1"                    # E[a] smaller
-    same = cpu_scale.level_rows("r", true, true)[0].strip("|").split("|")
-    assert same[-1].strip() == "1.00"
+    assert float(cells[8]) == 0 and tcells[8] == "0.25"                        # none in the truth's top quarter
+    assert 0.4 < float(cells[9]) < 0.8 and tcells[9] == "1"                    # E[a] smaller
+    same = [c.strip() for c in cpu_scale.level_rows("r", true, true)[0].strip("|").split("|")]
+    assert same[-1] == "1.00" and abs(float(same[-2]) - 0.25) < 0.01
     gan = _tiny_laptop_run(tmp_path / "gan", "gan", "A")
     with pytest.raises(UserError, match="learns no degradation"):
         cpu_scale.noise_levels([str(gan)])
