@@ -116,7 +116,7 @@ def _length_note(cfg: dict) -> str:
         return (f". At {int(cfg['iters']):,} iterations with these options the comparison has not been measured across "
                 f"seeds (with zero padding and ac=3, 2,400 iterations lost in both seeds measured, section 14.3); "
                 f"at `laptop`'s {RELIABLE_ITERS:,} BNCR-GAN won in each of 3 seeds (section 25.1): `bncr demo "
-                f"--full`, about 40 minutes on 2 cores")
+                f"--full`, about 25 minutes on 2 cores")
     return ""
 
 
