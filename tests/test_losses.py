@@ -275,15 +275,15 @@ def test_known_stage_reproduces_true_simulator_distribution():
     assert q.min() >= 60 and q.max() <= 100
 
 
-@pytest.mark.parametrize("ds_ab", ["std", "logvar"])
+@pytest.mark.parametrize("ds_ab", ["std", "logvar", "shot"])
 def test_noise_head_ds_output_space(ds_ab):
-    """ds_ab picks what the DS term spreads for the (a, b) noise head: stds or log-variances."""
+    """ds_ab picks what the DS term spreads for the (a, b) noise head: stds, log-variances, or the shot std alone."""
     pipe = _pipe("nr-gan", "noise", ds_ab=ds_ab, ds_n_target="params")
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     out = pipe(x, pipe.sample_latents(4, torch.Generator().manual_seed(0), "cpu"))
     ab = torch.stack([out.stats["noise_a"], out.stats["noise_b"]], 1)
-    want = ab.log() if ds_ab == "logvar" else ab.sqrt()
-    assert torch.allclose(out.ds_outputs["G_n"], want)
+    want = ab.log() if ds_ab == "logvar" else ab[:, :1].sqrt() if ds_ab == "shot" else ab.sqrt()
+    assert out.ds_outputs["G_n"].shape == want.shape and torch.allclose(out.ds_outputs["G_n"], want)
     with pytest.raises(UserError, match="ds_ab"):
         _pipe("nr-gan", "noise", ds_ab="var")
 

@@ -127,8 +127,8 @@ class DegradationPipeline(nn.Module):
         if noise_gen not in ("ab", "map"):
             raise UserError(f"noise_gen must be 'ab' or 'map', got {noise_gen!r}")
         self.noise_gen, self.noise_prior = noise_gen, noise_prior
-        if ds_ab not in ("std", "logvar"):
-            raise UserError(f"ds_ab must be 'std' or 'logvar', got {ds_ab!r}")
+        if ds_ab not in ("std", "logvar", "shot"):
+            raise UserError(f"ds_ab must be 'std', 'logvar' or 'shot', got {ds_ab!r}")
         # What the DS term spreads for the (a, b) head: the noise stds sqrt(a), sqrt(b), or the head's
         # own log-variances (scale-free: the same reward for a spread in every decade of a and b).
         self.ds_ab = ds_ab
@@ -259,7 +259,9 @@ class DegradationPipeline(nn.Module):
             ab = torch.stack([a, b], 1)
             nz = 2 * generated_noise(((h.detach() + 1) / 2).clamp(0, 1), ab, "brooks", eps=eps)
             if on_params:
-                out.ds_outputs["G_n"] = ab.log() if self.ds_ab == "logvar" else ab.sqrt()
+                # "shot": sqrt(a) alone, the level that sets all but the darkest pixels (cpu-scale.md section 26.5)
+                out.ds_outputs["G_n"] = (ab.log() if self.ds_ab == "logvar" else
+                                         ab[:, :1].sqrt() if self.ds_ab == "shot" else ab.sqrt())
         else:
             # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
             g = self.G_n(self._learned_input(mode, lat, "z_n", n))

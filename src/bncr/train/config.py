@@ -67,7 +67,8 @@ class TrainConfig:
     ds_n_tau: Optional[float] = None
     ds_q_tau: Optional[float] = 0.1  # G_q's bound: resists a collapse of the mask, demands little spread
     ds_n_target: str = "sample"      # DS on the noise image n as NR-GAN's trainer does, or on G_n's "params"
-    ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b
+    ds_ab: str = "std"               # DS on the (a, b) noise head: "std" sqrt(a), sqrt(b) | "logvar" log a, log b |
+                                     # "shot" sqrt(a) alone
     ac: float = 1.0                  # weight of the adaptive consistency losses (when the model has them)
     ac_comp: Optional[float] = None  # weight of the compression term alone (None: ac); ac then weighs the blur term
     ac_comp_on: str = "x"            # Eq. 8's images: "x" as written, G_x(z) vs psi(G_x(z), q), gradient to G_x only |
@@ -172,7 +173,7 @@ CHOICES: dict[str, tuple] = {
     "g_upsample": ("nearest", "bilinear"), "g_pad": ("zeros", "reflect"), "noise_gen": ("ab", "map"),
     "noise_prior": ("additive", "multiplicative", "poisson"), "q_grad": ("fd", "ste"), "q_fd_sides": (1, 2),
     "q_param": ("clamp", "sigmoid"), "q_mask": ("soft", "hard"), "jpeg_round": ("ste", "ste0"), "jpeg_grid": ("fixed", "random"), "ds_q_target": ("mask", "both"), "ds_n_target": ("sample", "params"),
-    "ds_ab": ("std", "logvar"), "ac_norm": ("mean", "sum"), "ac_comp_on": ("u", "x", "u_x"), "cuda_graph": ("auto", "true", "false"),
+    "ds_ab": ("std", "logvar", "shot"), "ac_norm": ("mean", "sum"), "ac_comp_on": ("u", "x", "u_x"), "cuda_graph": ("auto", "true", "false"),
 }
 
 
