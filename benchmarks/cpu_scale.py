@@ -453,6 +453,7 @@ def trajectory(runs: list[str], bins: int = 12) -> str:
 
 
 NOISE_QUANTILES = (5, 25, 50, 75, 95)
+NOISE_CURVE_AT = (0.05, 0.10, 0.50, 0.90)      # intensities where noiselevels prints the population std curve
 
 
 def level_rows(name: str, log10_a: np.ndarray, log10_a_true: np.ndarray) -> list[str]:
@@ -469,19 +470,26 @@ def level_rows(name: str, log10_a: np.ndarray, log10_a_true: np.ndarray) -> list
 
 def noise_levels(runs: list[str], n: int = 2048) -> str:
     """How each run's G_n spreads the noise level over images against the data: quantiles of log10 a (a the shot
-    variance per unit intensity; setting N's a is log-uniform on [1e-4, 1.2e-2]) and the ratio of E[a]. The
+    variance per unit intensity; setting N's a is log-uniform on [1e-4, 1.2e-2]) and the ratio of E[a], then the
+    population std curve at a few intensities (the recovery target's curve; its dark end is the read variance b). The
     population noise curve of the recovery targets is dominated by the noisiest images, so a distribution narrower
     than the truth's fails it with the median level right."""
     from bncr.report import inspect_run
+    from bncr.report.recovery import NOISE_X
+    at = [int(np.argmin(np.abs(NOISE_X - x))) for x in NOISE_CURVE_AT]
     lines = ["| run | | " + " | ".join(f"{q} %" for q in NOISE_QUANTILES) + " | spread 5-95 % | above true 75 % | E[a] / true |",
              "|---|---|" + "---:|" * (len(NOISE_QUANTILES) + 3)]
+    curve = ["| run | | " + " | ".join(f"std at {x:.2f}" for x in NOISE_CURVE_AT) + " |",
+             "|---|---|" + "---:|" * len(NOISE_CURVE_AT)]
     for run in runs:
         rec = inspect_run(run, n=n, images=False).recovery
         if rec.gen.log10_a is None or rec.true is None or rec.true.log10_a is None:
             raise SystemExit(f"{run}: no learned noise generator and true noise to compare (a model or setting "
                              f"without noise)")
         lines += level_rows(Path(run).name, rec.gen.log10_a, rec.true.log10_a)
-    return "\n".join(lines)
+        for who, c in (("learned", rec.gen.noise_curve), ("true", rec.true.noise_curve)):
+            curve.append(f"| {Path(run).name} | {who} | " + " | ".join(f"{255 * c[i]:.2f}" for i in at) + " |")
+    return "\n".join(lines + ["", "Population noise std sqrt(E[a x + b]) in grey levels at intensity x:", ""] + curve)
 
 
 def main(argv: list[str] | None = None) -> int:

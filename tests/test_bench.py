@@ -228,15 +228,21 @@ def test_collect_takes_best_snapshot_then_median_of_seeds(tmp_path, capsys):
     assert "20.0 / 34.1" in capsys.readouterr().out
 
 
-def test_cpu_mini_cell_commits_results_and_doc(tmp_path, monkeypatch):
-    """A real 2-iteration cell (tiny nets) with a fake evaluation: results copied, result JSON, doc."""
-    monkeypatch.chdir(tmp_path)
+def _tiny_cpu_mini_cell():
+    """The cpu-mini grid, options for a real 2-iteration cell at a tiny size (relative paths: chdir first), and its
+    BR-GAN cell on D."""
     grid = GRIDS["cpu-mini"]
     sets = ("width=8", "d_width=8", "z_dim=16", "batch=4", "count=32", "tick=1", "image_every=1000",
             "snap_every=1000", "threads=1")
     opts = BenchOptions(root=Path("runs"), iters=2, num=4, sets=sets, progress=False,
                         results_dir=Path("benchmarks/results"))
-    cell = next(c for c in grid.expand() if c.id == "deadleaves/D/br-gan/seed0")
+    return grid, opts, next(c for c in grid.expand() if c.id == "deadleaves/D/br-gan/seed0")
+
+
+def test_cpu_mini_cell_commits_results_and_doc(tmp_path, monkeypatch):
+    """A real 2-iteration cell (tiny nets) with a fake evaluation: results copied, result JSON, doc."""
+    monkeypatch.chdir(tmp_path)
+    grid, opts, cell = _tiny_cpu_mini_cell()
     fake = FakeCell()
     result = run_cell(cell, grid, opts, eval_fn=fake.eval, log=lambda s: None)
     dest = tmp_path / "benchmarks/results/cpu-mini/deadleaves/D/br-gan"
@@ -288,12 +294,7 @@ def test_result_records_the_options_the_run_was_trained_with(tmp_path, monkeypat
     from bncr.bench.collect import option_differences
     from bncr.train.loop import train
     monkeypatch.chdir(tmp_path)
-    grid = GRIDS["cpu-mini"]
-    sets = ("width=8", "d_width=8", "z_dim=16", "batch=4", "count=32", "tick=1", "image_every=1000",
-            "snap_every=1000", "threads=1")
-    opts = BenchOptions(root=Path("runs"), iters=2, num=4, sets=sets, progress=False,
-                        results_dir=Path("benchmarks/results"))
-    cell = next(c for c in grid.expand() if c.id == "deadleaves/D/br-gan/seed0")
+    grid, opts, cell = _tiny_cpu_mini_cell()
     by_hand = lambda cfg, out, **kw: train(cfg.override(["g_pad=reflect"]), out, progress=False)  # noqa: E731
     result = run_cell(cell, grid, opts, train_fn=by_hand, eval_fn=FakeCell().eval, log=lambda s: None)
     assert result["config"]["g_pad"] == "reflect" and cell_config(cell, grid, opts).g_pad == "zeros"

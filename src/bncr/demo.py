@@ -176,8 +176,8 @@ def run_demo(out: str | Path = "demo-out", *, preset: str = "laptop", setting: s
         finally:
             torch.set_num_threads(threads)
 
-    train_side_by_side(out, models, preset, setting, tuple(DEMO_SETS if preset == "laptop" and not full else ()) + tuple(sets),
-                       on_early_finish=measure_early)
+    shorten = DEMO_SETS if preset == "laptop" and not full else ()
+    train_side_by_side(out, models, preset, setting, tuple(shorten) + tuple(sets), on_early_finish=measure_early)
     t1 = time.time()
     print(f"demo: trained in {t1 - t0:.0f} s; measuring KID ({num} images each) and the learned degradation ...",
           flush=True)

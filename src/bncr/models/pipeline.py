@@ -129,8 +129,8 @@ class DegradationPipeline(nn.Module):
         self.noise_gen, self.noise_prior = noise_gen, noise_prior
         if ds_ab not in ("std", "logvar", "shot"):
             raise UserError(f"ds_ab must be 'std', 'logvar' or 'shot', got {ds_ab!r}")
-        # What the DS term spreads for the (a, b) head: the noise stds sqrt(a), sqrt(b), or the head's
-        # own log-variances (scale-free: the same reward for a spread in every decade of a and b).
+        # What the DS term spreads for the (a, b) head: the noise stds sqrt(a), sqrt(b), the head's own
+        # log-variances (scale-free: the same reward for a spread in every decade of a and b), or sqrt(a) alone.
         self.ds_ab = ds_ab
         if ds_n_target not in ("params", "sample"):
             raise UserError(f"ds_n_target must be 'params' or 'sample', got {ds_n_target!r}")
@@ -259,9 +259,12 @@ class DegradationPipeline(nn.Module):
             ab = torch.stack([a, b], 1)
             nz = 2 * generated_noise(((h.detach() + 1) / 2).clamp(0, 1), ab, "brooks", eps=eps)
             if on_params:
-                # "shot": sqrt(a) alone, the level that sets all but the darkest pixels (cpu-scale.md section 26.5)
-                out.ds_outputs["G_n"] = (ab.log() if self.ds_ab == "logvar" else
-                                         ab[:, :1].sqrt() if self.ds_ab == "shot" else ab.sqrt())
+                if self.ds_ab == "logvar":
+                    out.ds_outputs["G_n"] = ab.log()
+                elif self.ds_ab == "shot":   # sqrt(a) alone: the level of all but the darkest pixels (cpu-scale 26.5)
+                    out.ds_outputs["G_n"] = ab[:, :1].sqrt()
+                else:
+                    out.ds_outputs["G_n"] = ab.sqrt()
         else:
             # NR-GAN's ResNet G_n: per-pixel scale map g in [-1, 1] under an NR-GAN prior
             g = self.G_n(self._learned_input(mode, lat, "z_n", n))
