@@ -20,6 +20,9 @@
         a D alone, trained to tell the data's JPEG from none (m 0) or half of it (m 0.5): held-out accuracy
     python benchmarks/cpu_scale.py dgrad runs/x [runs/y ...] [--n 512]
         per grid phase (position mod 8), how the final D's gradient asks G_x to change its neighbour differences
+    python benchmarks/cpu_scale.py jpegnoise [--stds 0 1 2 4] [--qs 60 80 100] [--num 500]
+        the flat-region noise statistic of clean shapes plus white noise of each std, after JPEG at each quality:
+        which noise levels the data's JPEG leaves visible at all
     python benchmarks/cpu_scale.py init [--seeds 0 1 ...] [--set KEY=VALUE ...]
         the degradation generators' initial outputs per seed (what the warm-up holds), `laptop` BNCR-GAN on N
 
@@ -210,6 +213,8 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     statistic is only closer to the clean data's than another's when the gap exceeds these spreads."""
     from bncr.api import find_snapshot, load_generator, sample_images
     from bncr.data import open_dataset
+    from bncr.train.loop import materialise
+    from bncr.degradations.settings import get_setting
     from bncr.metrics.evaluate import run_config
     from bncr.metrics.imagestats import blocks, frame, grid_phases, hf_energy, noise_std, phases_border_excess, sharpness
     fns = dict(zip(SPREAD_STATS, (sharpness, noise_std, blocks, frame, hf_energy)))
@@ -226,6 +231,11 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
         raise SystemExit(f"spread: {k} disjoint sets of {num} need {k * num} clean images, the runs' data has {len(ds)}")
     rows = [("clean data", f"{k} disjoint sets of {num} training images",
              stats([np.stack([ds[i] for i in range(j * num, (j + 1) * num)]) for j in range(k)]))]
+    # the same sets degraded by each run's setting: where "no degradation removed" lies on each statistic
+    for s in dict.fromkeys(run_config(r)["config"]["setting"] for r in runs):
+        y, _ = materialise(ds, get_setting(s), int(cfg["data_seed"]), False)
+        rows.append((f"degraded data ({s})", f"the same {k} sets degraded by setting {s}",
+                     stats([y[j * num:(j + 1) * num] for j in range(k)])))
     for r in runs:
         G = load_generator(find_snapshot(r))
         sets = [sample_images(G, num, seed=s).numpy() for s in range(k)]
@@ -492,6 +502,25 @@ def noise_levels(runs: list[str], n: int = 2048) -> str:
     return "\n".join(lines + ["", "Population noise std sqrt(E[a x + b]) in grey levels at intensity x:", ""] + curve)
 
 
+def jpeg_hides_noise(stds: list[float], qs: list[int], num: int = 500, seed: int = 0) -> str:
+    """The flat-region noise statistic (grey levels) of `num` clean shapes images plus white noise of each std (grey
+    levels), before and after JPEG at each quality: a noise level JPEG reads down to the noise-free value is one a D
+    sees little of."""
+    from bncr.data import open_dataset
+    from bncr.degradations.jpeg import jpeg_pil
+    from bncr.metrics.imagestats import noise_std
+    ds = open_dataset("shapes", count=num)
+    x = np.stack([ds[i] for i in range(num)]).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    out = ["| white noise std (grey levels) | no JPEG | " + " | ".join(f"JPEG q {q}" for q in qs) + " |",
+           "|---:|---:|" + "---:|" * len(qs)]
+    for s in stds:
+        y = np.clip(np.round(x + s * rng.standard_normal(x.shape)), 0, 255).astype(np.uint8)
+        cells = [noise_std(y)] + [noise_std(np.stack([jpeg_pil(im, q) for im in y])) for q in qs]
+        out.append(f"| {s:g} | " + " | ".join(f"{v:.2f}" for v in cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -530,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     dg = sub.add_parser("dgrad", help="per grid phase, where the final D's gradient asks G_x for more or less edge")
     dg.add_argument("runs", nargs="+")
     dg.add_argument("--n", type=int, default=512)
+    jn = sub.add_parser("jpegnoise", help="which white-noise levels JPEG leaves visible in flat regions of shapes")
+    jn.add_argument("--stds", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0])
+    jn.add_argument("--qs", type=int, nargs="+", default=[60, 80, 100])
+    jn.add_argument("--num", type=int, default=500)
     ds_ = sub.add_parser("dsee", help="a D alone: can it tell the data's JPEG from none or half of it?")
     ds_.add_argument("--widths", type=int, nargs="+", default=[32, 64])
     ds_.add_argument("--r1", type=float, nargs="+", default=[1.0, 0.1])
@@ -561,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         print(noise_levels(a.runs))
     elif a.cmd == "profile":
         print(edge_profiles(a.runs, a.num))
+    elif a.cmd == "jpegnoise":
+        print(jpeg_hides_noise(a.stds, a.qs, a.num))
     elif a.cmd == "init":
         print(initial_outputs(a.seeds, a.set))
     else:

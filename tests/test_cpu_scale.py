@@ -204,7 +204,7 @@ def test_demo_length_note_claims_the_seeds_only_for_the_options_they_were_measur
     demo = preset("laptop").override(list(DEMO_SETS)).to_dict()
     assert "ahead of GAN in each of 5 seeds measured" in _length_note(demo)
     for change in ({"ac": 3.0}, {"setting": "B"}, {"iters": 1200}, {"width": 32},
-                   {"g_pad": "reflect"}, {"ac_comp_on": "x"}):
+                   {"g_pad": "reflect"}, {"ac_comp_on": "x"}, {"ds_n_target": "params"}, {"ds_n": 0.1}):
         assert "ahead of GAN in each of 5 seeds measured" not in _length_note({**demo, **change}), change
     assert "has not been measured across seeds" in _length_note({**demo, "iters": 1200})
     assert _length_note({**demo, "iters": 6000, "deg_warmup": 1000, "ac": 3.0}) == ""
@@ -224,6 +224,7 @@ def test_demo_shortens_laptop_unless_full(tmp_path, monkeypatch):
             main(argv + ["--out", str(tmp_path / "d")])
     assert seen == [demo.DEMO_SETS, ("seed=3",)]
     assert "g_pad=zeros" in demo.DEMO_SETS and preset("laptop").g_pad == "reflect"
+    assert "ds_n_target=sample" in demo.DEMO_SETS and preset("laptop").ds_n_target == "params"
 
 
 def test_demo_trains_both_side_by_side_and_reports(tmp_path, monkeypatch, capsys):
@@ -422,3 +423,33 @@ def test_noise_levels_show_a_distribution_narrower_than_the_truths(tmp_path, mon
     gan = _tiny_laptop_run(tmp_path / "gan", "gan", "A")
     with pytest.raises(UserError, match="learns no degradation"):
         cpu_scale.noise_levels([str(gan)])
+
+
+def test_spread_places_the_degraded_data_beside_the_clean(tmp_path, monkeypatch):
+    """benchmarks/cpu_scale.py spread: k sets of the clean data, the same sets degraded by the runs' setting, and each
+    run; setting N's camera noise shows as a higher flat-region noise in the degraded rows than in the clean."""
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import cpu_scale
+    run = _tiny_laptop_run(tmp_path / "amb", "ambientgan", "N", "d_width=8")
+    lines = cpu_scale.sampling_spread([str(run)], num=6, k=2).splitlines()
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:5]}
+    assert list(rows) == ["clean data", "degraded data (N)", "ambientgan"]
+    noise = {name: float(cells[2].split("±")[0]) for name, cells in rows.items()}
+    assert noise["degraded data (N)"] > noise["clean data"] + 1.0
+    assert rows["degraded data (N)"][-1] == "the same 2 sets degraded by setting N"
+
+
+def test_jpegnoise_shows_jpeg_reading_weak_noise_down():
+    """benchmarks/cpu_scale.py jpegnoise: the flat-region noise statistic grows with the added noise without JPEG and
+    at q 100, and strong JPEG reads it down (q 60 sees less of std 4 than q 100 does)."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import cpu_scale
+    finally:
+        sys.path.pop(0)
+    lines = cpu_scale.jpeg_hides_noise([0.0, 4.0], [60, 100], num=40).splitlines()
+    rows = [[float(c) for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    (s0, raw0, q60_0, q100_0), (s4, raw4, q60_4, q100_4) = rows
+    assert (s0, s4) == (0.0, 4.0)
+    assert raw4 > raw0 + 1.5 and q100_4 > q100_0 + 1.5
+    assert q60_4 - q60_0 < 0.5 * (q100_4 - q100_0)

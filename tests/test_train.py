@@ -326,22 +326,24 @@ def _state_tensors(run: Path) -> list[torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("model", ["gan", "br-gan-ac", "cr-gan-ac"])
+@pytest.mark.parametrize("model", ["gan", "ambientgan", "br-gan-ac", "cr-gan-ac", "nr-gan"])
 def test_options_a_model_never_reads_do_not_change_its_training(model, tmp_path):
     """ModelSpec.unused_options is what the benchmark's stale-cell check ignores: changing those options must leave
     the trained weights bit-identical."""
     from bncr.models.registry import get_model
     unused = get_model(model).unused_options()
-    assert unused and unused <= set(AC_CHANGED)
+    assert unused and unused <= set(UNREAD_CHANGED)
     base = train(tiny_cfg(model, iters=2, snap_every=2), tmp_path / "a", progress=False)
-    other = train(tiny_cfg(model, iters=2, snap_every=2, **{k: AC_CHANGED[k] for k in unused}), tmp_path / "b",
+    other = train(tiny_cfg(model, iters=2, snap_every=2, **{k: UNREAD_CHANGED[k] for k in unused}), tmp_path / "b",
                   progress=False)
     a, b = _state_tensors(base), _state_tensors(other)
     assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-AC_CHANGED = {"ac": 7.0, "ac_comp": 0.5, "ac_comp_on": "u", "ac_norm": "sum", "mu_k": 3.0, "mu_q": 2.0,
-              "q_mask": "hard"}
+UNREAD_CHANGED = {"ac": 7.0, "ac_comp": 0.5, "ac_comp_on": "u", "ac_norm": "sum", "mu_k": 3.0, "mu_q": 2.0,
+                  "q_mask": "hard", "ds": 0.5, "ds_tau": 0.3, "ds_k": 0.7, "ds_k_tau": 0.2, "ds_n": 0.4,
+                  "ds_n_tau": 0.1, "ds_n_target": "params", "ds_ab": "logvar", "ds_q": 0.3, "ds_q_tau": 0.2,
+                  "ds_q_target": "both"}
 
 
 def test_bncr_gan_reads_every_ac_option(tmp_path):

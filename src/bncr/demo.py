@@ -28,11 +28,11 @@ from .io import atomic_write_text
 
 # The demo is `laptop` shortened to 2,400 of its 6,000 iterations (the degradation generators held for the first 800),
 # with the options of its 5-seed measurement (cpu-scale.md section 15): G_x padded with zeros and the blur term of the
-# adaptive consistency loss at 10. At the full length `laptop` pads by reflection with both AC terms at 1; at 2,400
+# adaptive consistency loss at 10, the diversity-sensitive term on the noise image. At the full length `laptop` pads by reflection with both AC terms at 1; at 2,400
 # iterations that lost its kernel (-54 % at ac=10, -44 % at ac=3, one seed each, section 25.7), while with zero padding
 # and ac=10 the kernel comes back within a few hundred iterations (ending 7-29 % narrow) and BNCR-GAN was ahead in each
 # of 5 seeds. `make demo` from a fresh clone: 11.3 minutes on the idle 2-core machine, install included (15.4).
-DEMO_SETS = ("iters=2400", "deg_warmup=800", "g_pad=zeros", "ac=10")
+DEMO_SETS = ("iters=2400", "deg_warmup=800", "g_pad=zeros", "ac=10", "ds_n_target=sample", "ds_ab=std", "ds_n=none")
 # The length at which `laptop` beat GAN on N in every seed measured (3 of 3 with reflection and ac=1, section 25.1;
 # 3 of 3 with the earlier zero padding and ac=3, section 14.1): `bncr demo --full`.
 RELIABLE_ITERS = 6000
@@ -40,7 +40,8 @@ RELIABLE_ITERS = 6000
 # The options of the demo runs of section 15 (the seeds' verdicts hold for these only). Written out rather than
 # derived from `laptop` + DEMO_SETS, so that a later change of the preset does not inherit the claim.
 MEASURED = {"dataset": "shapes", "setting": "N", "width": 16, "d_width": 32, "batch": 16, "lr": 1e-3, "iters": 2400,
-            "deg_warmup": 800, "deg_lr": 1e-4, "ac": 10.0, "ac_comp": 1.0, "ac_comp_on": "u", "g_pad": "zeros"}
+            "deg_warmup": 800, "deg_lr": 1e-4, "ac": 10.0, "ac_comp": 1.0, "ac_comp_on": "u", "g_pad": "zeros",
+            "ds": 0.02, "ds_n": None, "ds_n_target": "sample"}
 
 RECOVERY_KEYS = ("entropy_mean", "frac_blurred", "noise_std_mid", "noise_curve_maxrel_data", "q_mean", "q_w1",
                  "frac_compressed")

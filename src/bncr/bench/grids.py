@@ -164,8 +164,9 @@ GRIDS: dict[str, Grid] = {g.name: g for g in [
          notes=("500 generated vs 500 clean training images, KID only (unbiased at this sample count; FID is not).",
                 "What the numbers mean, the degradation statistics of each model's clean fakes and the seeds that "
                 "were run: docs/research/cpu-scale.md.",
-                "Committed cells: N 3 seeds, trained with today's `laptop` (G_x padded by reflection, ac=1) on the "
-                "2-core CPU (cpu-scale.md sections 25-26, benchmarks/jobs/reflect-N.txt); B / D / H / J / noise 2 "
+                "Committed cells: N 3 seeds, trained with today's `laptop` (G_x padded by reflection, ac=1, the DS term on "
+                "G_n's shot variance at 0.1) on the 2-core CPU (cpu-scale.md sections 25-27, "
+                "benchmarks/jobs/reflect-N.txt); B / D / H / J / noise 2 "
                 "seeds (no-mask ablations and br-gan-ac 1) and A 1, trained with the earlier `laptop` (zero padding, "
                 "ac=3) on an H200 or the 2-core CPU (benchmarks/jobs/d32*.txt), marked with the options they differ "
                 "in. Each result file records its options and training machine. The B, D and H cells do not "

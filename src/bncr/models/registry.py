@@ -53,8 +53,16 @@ class ModelSpec:
     def unused_options(self) -> frozenset[str]:
         """Training options this model never reads, so runs that differ only in them train identically (the
         adaptive consistency options of a model without those terms, G_q's mask options of a model without G_q's
-        mask)."""
+        mask, the diversity-sensitive options of a stage without a learned generator)."""
         unused = set()
+        if self.blur != "generator":
+            unused |= {"ds_k", "ds_k_tau"}
+        if self.noise != "generator":
+            unused |= {"ds_n", "ds_n_tau", "ds_n_target", "ds_ab"}
+        if self.jpeg != "generator":
+            unused |= {"ds_q", "ds_q_tau", "ds_q_target"}
+        if "generator" not in self.stages:
+            unused |= {"ds", "ds_tau"}
         if not (self.jpeg == "generator" and self.jpeg_mask):
             unused |= {"q_mask"}
         if not self.ac_blur:
