@@ -33,8 +33,8 @@ from .io import atomic_write_text
 # and ac=10 the kernel comes back within a few hundred iterations (ending 7-29 % narrow) and BNCR-GAN was ahead in each
 # of 5 seeds. `make demo` from a fresh clone: 11.3 minutes on the idle 2-core machine, install included (15.4).
 DEMO_SETS = ("iters=2400", "deg_warmup=800", "g_pad=zeros", "ac=10", "ds_n_target=sample", "ds_ab=std", "ds_n=none")
-# The length at which `laptop` beat GAN on N in every seed measured (3 of 3 with reflection and ac=1, section 25.1;
-# 3 of 3 with the earlier zero padding and ac=3, section 14.1): `bncr demo --full`.
+# The length at which `laptop` beat GAN on N in every seed measured (3 of 3 with the DS term on the shot variance,
+# section 27.2; 3 of 3 with reflection and ac=1, 25.1; 3 of 3 with zero padding and ac=3, 14.1): `bncr demo --full`.
 RELIABLE_ITERS = 6000
 
 # The options of the demo runs of section 15 (the seeds' verdicts hold for these only). Written out rather than
@@ -116,7 +116,7 @@ def _length_note(cfg: dict) -> str:
     if int(cfg["iters"]) < RELIABLE_ITERS:
         return (f". At {int(cfg['iters']):,} iterations with these options the comparison has not been measured across "
                 f"seeds (with zero padding and ac=3, 2,400 iterations lost in both seeds measured, section 14.3); "
-                f"at `laptop`'s {RELIABLE_ITERS:,} BNCR-GAN won in each of 3 seeds (section 25.1): `bncr demo "
+                f"at `laptop`'s {RELIABLE_ITERS:,} BNCR-GAN won in each of 3 seeds (sections 25.1, 27.2): `bncr demo "
                 f"--full`, about 25 minutes on 2 cores")
     return ""
 
