@@ -213,10 +213,10 @@ def sampling_spread(runs: list[str], num: int = 500, k: int = 8) -> str:
     statistic is only closer to the clean data's than another's when the gap exceeds these spreads."""
     from bncr.api import find_snapshot, load_generator, sample_images
     from bncr.data import open_dataset
-    from bncr.train.loop import materialise
     from bncr.degradations.settings import get_setting
     from bncr.metrics.evaluate import run_config
     from bncr.metrics.imagestats import blocks, frame, grid_phases, hf_energy, noise_std, phases_border_excess, sharpness
+    from bncr.train.loop import materialise
     fns = dict(zip(SPREAD_STATS, (sharpness, noise_std, blocks, frame, hf_energy)))
 
     def stats(sets) -> dict[str, np.ndarray]:

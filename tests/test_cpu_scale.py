@@ -439,14 +439,11 @@ def test_spread_places_the_degraded_data_beside_the_clean(tmp_path, monkeypatch)
     assert rows["degraded data (N)"][-1] == "the same 2 sets degraded by setting N"
 
 
-def test_jpegnoise_shows_jpeg_reading_weak_noise_down():
+def test_jpegnoise_shows_jpeg_reading_weak_noise_down(monkeypatch):
     """benchmarks/cpu_scale.py jpegnoise: the flat-region noise statistic grows with the added noise without JPEG and
     at q 100, and strong JPEG reads it down (q 60 sees less of std 4 than q 100 does)."""
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
-    try:
-        import cpu_scale
-    finally:
-        sys.path.pop(0)
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import cpu_scale
     lines = cpu_scale.jpeg_hides_noise([0.0, 4.0], [60, 100], num=40).splitlines()
     rows = [[float(c) for c in ln.strip("|").split("|")] for ln in lines[2:]]
     (s0, raw0, q60_0, q100_0), (s4, raw4, q60_4, q100_4) = rows

@@ -231,7 +231,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting", default="N", help="degradation setting (default N: blur, noise and JPEG)")
     p.add_argument("--num", type=int, default=200, help="images per KID row (default 200)")
     p.add_argument("--full", action="store_true", help="train with the preset as it is (laptop: 6,000 iterations, "
-                   "G_x padded by reflection, ac=1; about 25 min on 2 cores) instead of the demo's shortening")
+                   "G_x padded by reflection, ac=1, DS on G_n's shot variance; about 25 min on 2 cores) instead of the demo's shortening")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="training option for both runs")
 
 

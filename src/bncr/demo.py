@@ -27,11 +27,12 @@ from .errors import UserError
 from .io import atomic_write_text
 
 # The demo is `laptop` shortened to 2,400 of its 6,000 iterations (the degradation generators held for the first 800),
-# with the options of its 5-seed measurement (cpu-scale.md section 15): G_x padded with zeros and the blur term of the
-# adaptive consistency loss at 10, the diversity-sensitive term on the noise image. At the full length `laptop` pads by reflection with both AC terms at 1; at 2,400
-# iterations that lost its kernel (-54 % at ac=10, -44 % at ac=3, one seed each, section 25.7), while with zero padding
-# and ac=10 the kernel comes back within a few hundred iterations (ending 7-29 % narrow) and BNCR-GAN was ahead in each
-# of 5 seeds. `make demo` from a fresh clone: 11.3 minutes on the idle 2-core machine, install included (15.4).
+# with the options of its 5-seed measurement (cpu-scale.md section 15): G_x padded with zeros, the blur term of the
+# adaptive consistency loss at 10 and the diversity-sensitive term on the noise image. At the full length `laptop` pads
+# by reflection with both AC terms at 1 and spreads G_n's shot variance (section 27); at 2,400 iterations reflection
+# lost its kernel (-54 % at ac=10, -44 % at ac=3, one seed each, section 25.7), while with zero padding and ac=10 the
+# kernel comes back within a few hundred iterations (ending 7-29 % narrow) and BNCR-GAN was ahead in each of 5 seeds.
+# `make demo` from a fresh clone: 11.3 minutes on the idle 2-core machine, install included (15.4; 8.8 at 1890001).
 DEMO_SETS = ("iters=2400", "deg_warmup=800", "g_pad=zeros", "ac=10", "ds_n_target=sample", "ds_ab=std", "ds_n=none")
 # The length at which `laptop` beat GAN on N in every seed measured (3 of 3 with the DS term on the shot variance,
 # section 27.2; 3 of 3 with reflection and ac=1, 25.1; 3 of 3 with zero padding and ac=3, 14.1): `bncr demo --full`.
